@@ -1,0 +1,57 @@
+//! The `ifpin` command: a thin layer over the `ifpin` library and `netlab`.
+//!
+//! Arguments are parsed here, each subcommand lives in its own module and turns its
+//! arguments into resolved settings before acting. No kernel logic lives in this crate.
+//!
+//! Exit codes: `0` ok, `1` a violation or leak found (or "not reachable" for `probe`),
+//! `2` a usage or system error. `exec` passes the program's own status through.
+
+mod audit;
+mod demo;
+mod exec;
+mod exit;
+mod probe;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Keep traffic on one network interface, and prove it.
+///
+/// `bind()` to an interface's address does not choose the interface: the kernel routes by
+/// destination. ifpin pins sockets and whole programs to one interface at a guarantee level
+/// (pinned, enforced, sealed), reports which level holds, and fails closed.
+#[derive(Parser, Debug)]
+#[command(
+    name = "ifpin",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build a throwaway virtual chassis and show, live, what leaks and what pinning stops.
+    Demo(demo::Args),
+    /// Connect or send over a socket pinned to one interface, and say what happened.
+    Probe(probe::Args),
+    /// Run a program, and everything it starts, confined to one interface.
+    Exec(exec::Args),
+    /// List every TCP/UDP socket with its bound interface and owner; check it against a policy.
+    Audit(audit::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Probe(args) => probe::run(args),
+        Command::Exec(args) => exec::run(args),
+        Command::Audit(args) => audit::run(args),
+    };
+    exit::finish(result)
+}

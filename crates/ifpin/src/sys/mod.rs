@@ -1,0 +1,8 @@
+//! The one floor for `unsafe`: thin wrappers over Linux syscalls and kernel constants.
+//!
+//! Each wrapper makes one call and turns `-1` into [`std::io::Error::last_os_error`]. Kernel
+//! numbers are given names here, so the rest of the crate never passes a bare constant. The
+//! submodules follow the kernel's own areas: interfaces (`net/if.h`), and, as they are added,
+//! sockets, BPF and netlink.
+
+pub mod iface;
