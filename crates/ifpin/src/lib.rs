@@ -8,6 +8,7 @@
 //!
 //! How the parts connect:
 //! - [`interface`] resolves a name or index into a checked [`Interface`].
+//! - [`policy`] reads the policy file: control planes (interface, prefixes, ports).
 //! - [`sys`] is the only place with `unsafe` and raw syscalls; everything else is safe and typed.
 //!
 //! The library never carries on unpinned: every failure is an error naming what failed.
@@ -15,6 +16,7 @@
 
 pub mod interface;
 mod level;
+pub mod policy;
 pub mod sys;
 
 pub use interface::{
@@ -22,3 +24,4 @@ pub use interface::{
     InterfaceSpec,
 };
 pub use level::Level;
+pub use policy::{Plane, Policy, PolicyError};
