@@ -2,5 +2,135 @@
 //!
 //! Used by ifpin's tests, benchmarks and `ifpin demo` to build small topologies (hosts, veth
 //! links, addresses, routes), run code inside them, and count the frames crossing each link.
+//! Everything is removed on drop, also when a test panics; names are unique per process, so
+//! tests run in parallel.
+//!
+//! * [`Netns`] ([`netns`]): one named namespace; run closures ([`Netns::run`]) or programs
+//!   ([`Netns::command`], [`Netns::spawn`]) inside it; `ip -n` ([`Netns::ip`]); sysctls.
+//! * [`Lab`] ([`lab`]): a declarative topology builder.
+//! * [`Chassis`] ([`chassis`]): the `kernel-facts.md` topology (host with `ctl0` and `eth1`,
+//!   peers `backplane` and `front`, a control destination behind both).
+//! * [`Responder`] ([`responder`]): TCP/UDP servers answering with their host's name.
+//! * [`FrameCounter`] ([`counter`]) and [`Frame`] ([`frame`]): `AF_PACKET` capture, decoded,
+//!   direction-aware, noise-filtered.
+//! * [`require_privileged`]: the skip-or-fail guard for tests that need root.
+//!
+//! ## Usage
+//!
+//! ```no_run
+//! use std::net::{SocketAddr, TcpStream};
+//! use std::io::Read;
+//! use netlab::{Chassis, Peer, Proto};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! if !netlab::require_privileged("my_test") {
+//!     return Ok(()); // loud skip already printed; panics instead under IFPIN_REQUIRE_PRIVILEGED=1
+//! }
+//! let chassis = Chassis::new()?;                       // host/backplane/front namespaces
+//! let served = chassis.serve(Proto::Tcp, 7000)?;       // both peers answer on port 7000
+//! let front = chassis.front_counter()?;                // capture on the front peer's end of eth1
+//!
+//! // Code inside the host namespace (a thread that setns'd into it):
+//! let dst = SocketAddr::new(chassis.control_v4(), 7000);
+//! let answer = chassis.host().run(|| -> std::io::Result<String> {
+//!     let mut s = TcpStream::connect(dst)?;            // unbound: the default route is eth1
+//!     let mut text = String::new();
+//!     s.read_to_string(&mut text)?;
+//!     Ok(text)
+//! })??;
+//! assert_eq!(answer, "front\n");                       // it leaked, and the front answered
+//!
+//! front.settle();                                      // everything sent so far is recorded
+//! assert!(front.count_involving(chassis.control_v4()) > 0, "{}", front.describe());
+//! assert_eq!(served.hits(Peer::Front), 1);
+//!
+//! // A program inside the namespace (setns in pre_exec, no `ip netns exec`):
+//! let out = chassis.host().command("ip").args(["-brief", "addr"]).output()?;
+//! assert!(out.status.success());
+//!
+//! // Lifecycle: a different device with ctl0's old index, leading to the front peer.
+//! let old = chassis.ctl0_index()?;
+//! chassis.delete_ctl0()?;
+//! chassis.add_host_link("evil0", Some(old), Peer::Front, "peer-evil0")?;
+//! # Ok(()) }
+//! ```
+//!
+//! Address plan and interface names: see [`chassis`] and the `Chassis::*` constants
+//! (`Chassis::CONTROL_V4` = 10.99.7.2, `Chassis::CONTROL_V6` = fd99:7::2, backplane link-local
+//! fe80::2, front link-local fe80::3).
 #![deny(missing_docs)]
+
+pub mod chassis;
+pub mod counter;
+pub mod error;
+pub mod frame;
+pub mod lab;
+pub mod netns;
+pub mod responder;
+mod sys;
 pub mod vectors;
+
+pub use chassis::{Chassis, Peer, Served};
+pub use counter::FrameCounter;
+pub use error::{Error, Result};
+pub use frame::{Arp, Direction, Frame, Payload, Transport};
+pub use lab::{Lab, LabBuilder, Route};
+pub use netns::{Netns, Process};
+pub use responder::{Proto, Responder};
+
+use std::sync::OnceLock;
+
+/// Environment variable that turns a privilege skip into a test failure (set by CI).
+pub const REQUIRE_PRIVILEGED_ENV: &str = "IFPIN_REQUIRE_PRIVILEGED";
+
+/// Whether this process can build labs: it is root, network namespaces can be created and
+/// `ip` (iproute2) runs.
+///
+/// If it cannot, prints `SKIPPED (needs root): <test>` and the reason to stderr and returns
+/// `false` (the caller returns early), or panics when `IFPIN_REQUIRE_PRIVILEGED=1` is set,
+/// so CI cannot pass by skipping.
+pub fn require_privileged(test: &str) -> bool {
+    match privilege_problem() {
+        None => true,
+        Some(reason) => {
+            if std::env::var(REQUIRE_PRIVILEGED_ENV).is_ok_and(|v| v == "1") {
+                panic!(
+                    "{test} needs root and network namespaces ({REQUIRE_PRIVILEGED_ENV}=1): {reason}"
+                );
+            }
+            eprintln!();
+            eprintln!("**************************************************************");
+            eprintln!("SKIPPED (needs root): {test}");
+            eprintln!("  reason: {reason}");
+            eprintln!(
+                "  run as root to execute it; {REQUIRE_PRIVILEGED_ENV}=1 makes this a failure"
+            );
+            eprintln!("**************************************************************");
+            false
+        }
+    }
+}
+
+/// Why labs cannot be built here, or `None` if they can (checked once per process).
+pub fn privilege_problem() -> Option<String> {
+    static PROBLEM: OnceLock<Option<String>> = OnceLock::new();
+    PROBLEM
+        .get_or_init(|| {
+            if sys::euid() != 0 {
+                return Some(format!("effective uid is {}, not 0", sys::euid()));
+            }
+            // unshare(CLONE_NEWNET) on a throwaway thread: the namespace dies with it.
+            let probe = std::thread::spawn(sys::unshare_net).join();
+            match probe {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Some(format!("cannot create a network namespace: {e}")),
+                Err(_) => return Some("namespace probe thread panicked".to_owned()),
+            }
+            match std::process::Command::new("ip").arg("-V").output() {
+                Ok(o) if o.status.success() => None,
+                Ok(o) => Some(format!("`ip -V` failed: {}", o.status)),
+                Err(e) => Some(format!("cannot run `ip` (install iproute2): {e}")),
+            }
+        })
+        .clone()
+}

@@ -1,0 +1,224 @@
+//! Per-interface frame counters: an `AF_PACKET` capture running in a background thread.
+//!
+//! A [`FrameCounter`] is opened in a namespace on one interface, normally the *peer* end of a
+//! link (the front peer's end of `eth1`, say). Every frame crossing that interface is decoded
+//! ([`crate::frame`]) and recorded with its direction. Queries ([`FrameCounter::count`],
+//! [`FrameCounter::frames`], [`FrameCounter::frames_involving`]) see by default only what
+//! arrived from the far end, i.e. what the host under test sent, minus background noise
+//! ([`Frame::is_noise`]); [`FrameCounter::all_frames`] keeps everything.
+//!
+//! Call [`FrameCounter::settle`] before querying: it waits until the interface has been quiet
+//! for a while, so every frame sent before the call has been recorded.
+
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::frame::{Direction, Frame};
+use crate::netns::Netns;
+use crate::sys;
+
+/// How often the capture thread wakes up to check whether it must stop.
+const POLL: Duration = Duration::from_millis(20);
+/// Quiet period [`FrameCounter::settle`] waits for.
+pub const SETTLE_QUIET: Duration = Duration::from_millis(100);
+/// Upper bound on how long [`FrameCounter::settle`] waits on a busy link.
+pub const SETTLE_MAX: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+struct Shared {
+    frames: Mutex<Vec<Frame>>,
+    last_frame: Mutex<Instant>,
+    stop: AtomicBool,
+    error: Mutex<Option<String>>,
+}
+
+/// Records every frame crossing one interface of one namespace, until dropped.
+#[derive(Debug)]
+pub struct FrameCounter {
+    namespace: String,
+    interface: String,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FrameCounter {
+    /// Starts capturing on `ifname` inside `ns`. Returns once the socket is bound, so every
+    /// frame sent after this call is seen.
+    pub fn open(ns: &Netns, ifname: &str) -> Result<FrameCounter> {
+        let ifindex = ns.ifindex(ifname)?;
+        let context = format!("{ifname} in {}", ns.name());
+        let fd = ns
+            .run(|| sys::packet_socket(ifindex, POLL))?
+            .map_err(|e| Error::sys("socket(AF_PACKET)/bind", context.clone(), e))?;
+        let shared = Arc::new(Shared {
+            frames: Mutex::new(Vec::new()),
+            last_frame: Mutex::new(Instant::now()),
+            stop: AtomicBool::new(false),
+            error: Mutex::new(None),
+        });
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("netlab-capture-{ifname}"))
+            .spawn(move || capture_loop(fd, &thread_shared))
+            .map_err(|e| Error::sys("thread spawn", context, e))?;
+        Ok(FrameCounter {
+            namespace: ns.name().to_owned(),
+            interface: ifname.to_owned(),
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The interface captured on.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// The namespace captured in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Waits until no frame has arrived for [`SETTLE_QUIET`] (and at least that long from
+    /// now), at most [`SETTLE_MAX`]. Afterwards every frame sent before the call has been
+    /// recorded.
+    pub fn settle(&self) {
+        self.settle_for(SETTLE_QUIET);
+    }
+
+    /// [`FrameCounter::settle`] with a custom quiet period.
+    pub fn settle_for(&self, quiet: Duration) {
+        let start = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(10));
+            let now = Instant::now();
+            let last = *lock(&self.shared.last_frame);
+            let quiet_since = last.max(start);
+            if now.duration_since(quiet_since) >= quiet || now.duration_since(start) >= SETTLE_MAX {
+                return;
+            }
+        }
+    }
+
+    /// Every frame recorded so far, both directions, noise included.
+    pub fn all_frames(&self) -> Vec<Frame> {
+        lock(&self.shared.frames).clone()
+    }
+
+    /// Frames that arrived from the far end of the link (sent by the host under test),
+    /// background noise excluded. This is what "a leak" means.
+    pub fn frames(&self) -> Vec<Frame> {
+        lock(&self.shared.frames)
+            .iter()
+            .filter(|f| counts(f))
+            .cloned()
+            .collect()
+    }
+
+    /// Number of [`FrameCounter::frames`] matching `pred`.
+    pub fn count(&self, pred: impl Fn(&Frame) -> bool) -> usize {
+        lock(&self.shared.frames)
+            .iter()
+            .filter(|f| counts(f) && pred(f))
+            .count()
+    }
+
+    /// Number of [`FrameCounter::frames`].
+    pub fn total(&self) -> usize {
+        self.count(|_| true)
+    }
+
+    /// [`FrameCounter::frames`] in which `ip` appears (IP source/destination, ARP
+    /// sender/target, neighbour-discovery target).
+    pub fn frames_involving(&self, ip: IpAddr) -> Vec<Frame> {
+        self.frames()
+            .into_iter()
+            .filter(|f| f.involves(ip))
+            .collect()
+    }
+
+    /// Number of [`FrameCounter::frames_involving`] `ip`.
+    pub fn count_involving(&self, ip: IpAddr) -> usize {
+        self.count(|f| f.involves(ip))
+    }
+
+    /// Forgets every frame recorded so far (call [`FrameCounter::settle`] first so late
+    /// frames of the previous step do not count in the next one).
+    pub fn clear(&self) {
+        lock(&self.shared.frames).clear();
+    }
+
+    /// A multi-line listing of [`FrameCounter::frames`], for assertion messages.
+    pub fn describe(&self) -> String {
+        let frames = self.frames();
+        let mut s = format!(
+            "{} frame(s) from the far end on {} in {}",
+            frames.len(),
+            self.interface,
+            self.namespace
+        );
+        for f in frames {
+            s.push_str("\n  ");
+            s.push_str(&f.to_string());
+        }
+        s
+    }
+
+    /// The error that stopped the capture thread early, if any (e.g. the interface was
+    /// deleted).
+    pub fn error(&self) -> Option<String> {
+        lock(&self.shared.error).clone()
+    }
+}
+
+impl Drop for FrameCounter {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The default filter: arrived from the far end, and not background noise.
+fn counts(f: &Frame) -> bool {
+    f.direction == Direction::Incoming && !f.is_noise()
+}
+
+fn capture_loop(fd: std::os::fd::OwnedFd, shared: &Shared) {
+    let mut buf = vec![0u8; 65536];
+    while !shared.stop.load(Ordering::Relaxed) {
+        match sys::recv_packet(fd.as_fd(), &mut buf) {
+            Ok((len, pkttype)) => {
+                let frame = Frame::decode(&buf[..len.min(buf.len())], pkttype, len);
+                lock(&shared.frames).push(frame);
+                *lock(&shared.last_frame) = Instant::now();
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                // The interface went down or away; keep the thread alive (it may come back
+                // up) but do not spin.
+                std::thread::sleep(POLL);
+            }
+            Err(e) => {
+                *lock(&shared.error) = Some(e.to_string());
+                return;
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

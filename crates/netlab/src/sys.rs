@@ -1,0 +1,150 @@
+//! The only place in netlab with `unsafe`: raw system calls, each wrapped in one function.
+//!
+//! * [`setns_net`]: `setns(2)` with `CLONE_NEWNET`, usable between `fork` and `exec`
+//!   (async-signal-safe, no allocation).
+//! * [`packet_socket`] / [`recv_packet`]: an `AF_PACKET` / `SOCK_RAW` socket bound to one
+//!   interface, and `recvfrom(2)` returning the `sll_pkttype` of each frame.
+//!
+//! Everything above this module is safe code.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// `setns(fd, CLONE_NEWNET)` on the calling thread.
+///
+/// Async-signal-safe: it is called from `pre_exec` hooks, between `fork` and `exec`.
+pub(crate) fn setns_net(fd: RawFd) -> io::Result<()> {
+    // SAFETY: setns takes an fd and a flag; no memory is passed.
+    let rc = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `unshare(CLONE_NEWNET)` on the calling thread (used to probe for the privilege).
+pub(crate) fn unshare_net() -> io::Result<()> {
+    // SAFETY: unshare takes only a flag.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Effective user id of the process (`geteuid(2)`).
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail and takes no arguments.
+    unsafe { libc::geteuid() }
+}
+
+/// `ETH_P_ALL` in network byte order, as `AF_PACKET` wants it.
+fn eth_p_all_be() -> u16 {
+    (libc::ETH_P_ALL as u16).to_be()
+}
+
+/// Opens `socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL))` and binds it to `ifindex`, with a
+/// receive timeout (so a reader thread can notice it must stop) and a large receive buffer.
+///
+/// The socket lives in the network namespace of the calling thread.
+pub(crate) fn packet_socket(ifindex: u32, timeout: Duration) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(eth_p_all_be()),
+        )
+    };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+
+    let rcvbuf: libc::c_int = 4 << 20;
+    setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf)?;
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
+
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = eth_p_all_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: sll is a valid sockaddr_ll and its exact size is passed.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const sll).cast::<libc::sockaddr>(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: value points to a live T and its exact size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast::<libc::c_void>(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `recvfrom(2)` on a packet socket: returns the frame length (possibly larger than `buf` if
+/// truncated, thanks to `MSG_TRUNC`) and the `sll_pkttype` of the frame.
+pub(crate) fn recv_packet(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, u8)> {
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: buf is valid for buf.len() bytes; sll/len describe a writable sockaddr_ll.
+    let n = unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast::<libc::c_void>(),
+            buf.len(),
+            libc::MSG_TRUNC,
+            (&raw mut sll).cast::<libc::sockaddr>(),
+            &mut len,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((n as usize, sll.sll_pkttype))
+}
+
+/// Makes the child of `cmd` enter the network namespace `ns` (an fd on `/run/netns/NAME`)
+/// with `setns(2)` between `fork` and `exec`. Nothing else about the child changes: unlike
+/// `ip netns exec`, no mount namespace is created and `/sys` is not remounted.
+pub(crate) fn enter_netns_before_exec(
+    cmd: &mut std::process::Command,
+    ns: std::sync::Arc<OwnedFd>,
+) {
+    use std::os::unix::process::CommandExt;
+    let raw = ns.as_raw_fd();
+    // SAFETY: the hook only calls setns(2), which is async-signal-safe, and builds no
+    // allocation; `ns` is moved into the closure so the descriptor outlives the Command.
+    unsafe {
+        cmd.pre_exec(move || {
+            let _keep_alive = &ns;
+            setns_net(raw)
+        });
+    }
+}
