@@ -8,20 +8,31 @@
 //!
 //! How the parts connect:
 //! - [`interface`] resolves a name or index into a checked [`Interface`].
+//! - [`pin()`] pins any socket to an interface and reads it back; [`verify()`] re-checks it.
+//! - [`net`] has pinned TCP/UDP sockets (`std`, and `tokio` with the feature), whose errors
+//!   ([`PinError`]) say what happened on the wire.
+//! - [`probe`] parses `tcp://`/`udp://` targets and probes them through one interface.
 //! - [`policy`] reads the policy file: control planes (interface, prefixes, ports).
 //! - [`sys`] is the only place with `unsafe` and raw syscalls; everything else is safe and typed.
 //!
 //! The library never carries on unpinned: every failure is an error naming what failed.
 #![deny(missing_docs)]
 
+mod error;
 pub mod interface;
 mod level;
 pub mod policy;
+pub mod net;
+pub mod pin;
+pub mod probe;
 pub mod sys;
 
+pub use error::{Op, PinError};
 pub use interface::{
     IfIndex, IfName, Interface, InterfaceAddress, InterfaceChange, InterfaceError, InterfaceFlags,
     InterfaceSpec,
 };
 pub use level::Level;
 pub use policy::{Plane, Policy, PolicyError};
+pub use net::{PinnedTcpListener, PinnedTcpStream, PinnedUdpSocket};
+pub use pin::{PinState, pin, verify};

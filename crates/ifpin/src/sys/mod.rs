@@ -6,3 +6,4 @@
 //! sockets, BPF and netlink.
 
 pub mod iface;
+pub mod socket;
