@@ -21,9 +21,9 @@
 mod error;
 pub mod interface;
 mod level;
-pub mod policy;
 pub mod net;
 pub mod pin;
+pub mod policy;
 pub mod probe;
 pub mod sys;
 
@@ -33,6 +33,6 @@ pub use interface::{
     InterfaceSpec,
 };
 pub use level::Level;
-pub use policy::{Plane, Policy, PolicyError};
 pub use net::{PinnedTcpListener, PinnedTcpStream, PinnedUdpSocket};
 pub use pin::{PinState, pin, verify};
+pub use policy::{Plane, Policy, PolicyError};
