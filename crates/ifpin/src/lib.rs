@@ -13,11 +13,16 @@
 //!   ([`PinError`]) say what happened on the wire.
 //! - [`probe`] parses `tcp://`/`udp://` targets and probes them through one interface.
 //! - [`policy`] reads the policy file: control planes (interface, prefixes, ports).
+//! - [`confine`] holds whole programs to one interface with a cgroup v2 and BPF programs
+//!   ([`bpf`] builds and loads them, [`cgroup`] makes the cgroup).
 //! - [`sys`] is the only place with `unsafe` and raw syscalls; everything else is safe and typed.
 //!
 //! The library never carries on unpinned: every failure is an error naming what failed.
 #![deny(missing_docs)]
 
+pub mod bpf;
+pub mod cgroup;
+pub mod confine;
 mod error;
 pub mod interface;
 mod level;
@@ -27,6 +32,7 @@ pub mod policy;
 pub mod probe;
 pub mod sys;
 
+pub use confine::{ConfineError, ConfineOptions, Confinement, Counters, StaleCleanup};
 pub use error::{Op, PinError};
 pub use interface::{
     IfIndex, IfName, Interface, InterfaceAddress, InterfaceChange, InterfaceError, InterfaceFlags,

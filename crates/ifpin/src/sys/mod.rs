@@ -5,5 +5,6 @@
 //! submodules follow the kernel's own areas: interfaces (`net/if.h`), and, as they are added,
 //! sockets, BPF and netlink.
 
+pub mod bpf;
 pub mod iface;
 pub mod socket;

@@ -1,0 +1,223 @@
+//! cgroup v2 directories: where the cgroup2 hierarchy is, and making, filling, and removing
+//! one cgroup.
+//!
+//! A confinement is one cgroup v2 directory with BPF programs attached to it; every process
+//! moved into it (and every child they start) is under those programs. This module knows
+//! nothing about BPF: it finds the cgroup2 mount in `/proc/self/mountinfo` (it is
+//! `/sys/fs/cgroup` on most systems, `/sys/fs/cgroup/unified` in hybrid mode), creates and
+//! removes directories, moves processes in through `cgroup.procs`, and reads
+//! `cgroup.events` to tell whether any process is left.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+/// Errors of the cgroup layer.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// No cgroup2 file system is mounted.
+    #[error(
+        "no cgroup v2 hierarchy is mounted (looked for fstype cgroup2 in /proc/self/mountinfo); \
+         mount one, e.g. `mount -t cgroup2 none /sys/fs/cgroup`"
+    )]
+    NotMounted,
+    /// A file operation on the hierarchy failed.
+    #[error("{op} {path} failed")]
+    Io {
+        /// What was being done (`mkdir`, `rmdir`, `write`, `read`, `open`).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The kernel's answer.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl CgroupError {
+    fn io(op: &'static str, path: &Path, source: io::Error) -> CgroupError {
+        CgroupError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// The `errno` behind the failure, if any.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            CgroupError::NotMounted => None,
+            CgroupError::Io { source, .. } => source.raw_os_error(),
+        }
+    }
+}
+
+/// The mount point of the cgroup2 hierarchy, from `/proc/self/mountinfo`.
+pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
+    let path = Path::new("/proc/self/mountinfo");
+    let text = fs::read_to_string(path).map_err(|e| CgroupError::io("read", path, e))?;
+    parse_cgroup2_mount(&text).ok_or(CgroupError::NotMounted)
+}
+
+/// Finds the first cgroup2 mount point in mountinfo text.
+fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        if after.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        let mount_point = before.split_whitespace().nth(4)?;
+        Some(PathBuf::from(unescape_octal(mount_point)))
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let value =
+                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            out.push(value);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Creates `path` as a directory if it is not one yet (the shared parent of confinements).
+pub fn ensure_dir(path: &Path) -> Result<(), CgroupError> {
+    match fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(CgroupError::io("mkdir", path, e)),
+    }
+}
+
+/// One cgroup v2 directory, held open (the descriptor is what BPF attaches to, and what
+/// `clone3(CLONE_INTO_CGROUP)` takes).
+#[derive(Debug)]
+pub struct Cgroup {
+    path: PathBuf,
+    dir: File,
+}
+
+impl Cgroup {
+    /// Creates a new cgroup at `path`; fails if it exists.
+    pub fn create(path: &Path) -> Result<Cgroup, CgroupError> {
+        fs::create_dir(path).map_err(|e| CgroupError::io("mkdir", path, e))?;
+        match Cgroup::open(path) {
+            Ok(cgroup) => Ok(cgroup),
+            Err(err) => {
+                let _ = fs::remove_dir(path);
+                Err(err)
+            }
+        }
+    }
+
+    /// Opens an existing cgroup directory.
+    pub fn open(path: &Path) -> Result<Cgroup, CgroupError> {
+        let dir = File::open(path).map_err(|e| CgroupError::io("open", path, e))?;
+        Ok(Cgroup {
+            path: path.to_owned(),
+            dir,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves process `pid` (and none of its other threads' siblings: the whole thread group)
+    /// into this cgroup by writing `cgroup.procs`.
+    pub fn add_process(&self, pid: u32) -> Result<(), CgroupError> {
+        let path = self.path.join("cgroup.procs");
+        fs::write(&path, pid.to_string()).map_err(|e| CgroupError::io("write", &path, e))
+    }
+
+    /// Whether any process is in this cgroup or below (`populated` in `cgroup.events`).
+    pub fn is_populated(&self) -> Result<bool, CgroupError> {
+        let path = self.path.join("cgroup.events");
+        let text = fs::read_to_string(&path).map_err(|e| CgroupError::io("read", &path, e))?;
+        parse_populated(&text).ok_or_else(|| {
+            CgroupError::io(
+                "read",
+                &path,
+                io::Error::new(io::ErrorKind::InvalidData, "no `populated` line"),
+            )
+        })
+    }
+
+    /// Removes the (empty) directory; `EBUSY` if processes are still inside.
+    pub fn remove(self) -> Result<(), CgroupError> {
+        let Cgroup { path, dir } = self;
+        drop(dir);
+        fs::remove_dir(&path).map_err(|e| CgroupError::io("rmdir", &path, e))
+    }
+}
+
+impl AsFd for Cgroup {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+}
+
+fn parse_populated(events: &str) -> Option<bool> {
+    events.lines().find_map(|line| match line.split_once(' ')? {
+        ("populated", "1") => Some(true),
+        ("populated", "0") => Some(false),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cgroup2_mount_in_hybrid_and_unified_layouts() {
+        let hybrid = "\
+25 30 0:22 / /sys rw,nosuid - sysfs sysfs rw
+34 25 0:29 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755
+35 34 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate
+36 34 0:31 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd
+";
+        assert_eq!(
+            parse_cgroup2_mount(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let unified = "29 23 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            parse_cgroup2_mount(unified),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        assert_eq!(
+            parse_cgroup2_mount("25 30 0:22 / /sys rw - sysfs sysfs rw\n"),
+            None
+        );
+        let escaped = "29 23 0:26 / /mnt/my\\040cg rw - cgroup2 none rw\n";
+        assert_eq!(
+            parse_cgroup2_mount(escaped),
+            Some(PathBuf::from("/mnt/my cg"))
+        );
+    }
+
+    #[test]
+    fn reads_populated_from_cgroup_events() {
+        assert_eq!(parse_populated("populated 1\nfrozen 0\n"), Some(true));
+        assert_eq!(parse_populated("populated 0\nfrozen 0\n"), Some(false));
+        assert_eq!(parse_populated("frozen 0\n"), None);
+    }
+}
