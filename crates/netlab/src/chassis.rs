@@ -299,6 +299,38 @@ impl Chassis {
         }
     }
 
+    /// The host's interface towards `peer` (`ctl0` or `eth1`).
+    pub fn host_if(&self, peer: Peer) -> &'static str {
+        match peer {
+            Peer::Backplane => Self::CTL0,
+            Peer::Front => Self::ETH1,
+        }
+    }
+
+    /// The host's IPv4 address on the link to `peer`.
+    pub fn host_v4(&self, peer: Peer) -> IpAddr {
+        IpAddr::V4(match peer {
+            Peer::Backplane => Self::HOST_CTL0_V4,
+            Peer::Front => Self::HOST_ETH1_V4,
+        })
+    }
+
+    /// The host's IPv6 (ULA) address on the link to `peer`.
+    pub fn host_v6(&self, peer: Peer) -> IpAddr {
+        IpAddr::V6(match peer {
+            Peer::Backplane => Self::HOST_CTL0_V6,
+            Peer::Front => Self::HOST_ETH1_V6,
+        })
+    }
+
+    /// The host's fixed link-local address on the link to `peer`.
+    pub fn host_ll(&self, peer: Peer) -> Ipv6Addr {
+        match peer {
+            Peer::Backplane => Self::HOST_CTL0_LL,
+            Peer::Front => Self::HOST_ETH1_LL,
+        }
+    }
+
     /// Interface index of `ctl0` in the host namespace (it changes after
     /// [`Chassis::delete_ctl0`] + re-creation).
     pub fn ctl0_index(&self) -> Result<u32> {

@@ -9,6 +9,9 @@
 //!
 //! Call [`FrameCounter::settle`] before querying: it waits until the interface has been quiet
 //! for a while, so every frame sent before the call has been recorded.
+//!
+//! The capture is bound to the interface's index: if that interface is deleted (with its
+//! link), the counter simply sees nothing more. Open a new counter on a re-created link.
 
 use std::net::IpAddr;
 use std::os::fd::AsFd;

@@ -67,6 +67,8 @@ impl Netns {
                 reason: "use ASCII letters, digits, '-' or '_'".to_owned(),
             });
         }
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(sweep_stale);
         let pid = std::process::id();
         loop {
             let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -366,6 +368,37 @@ pub(crate) fn check_ifname(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Deletes namespaces left behind by netlab processes that died without cleaning up (killed
+/// by SIGKILL, for example): names `nl-<label>-<pid>-<n>` whose `<pid>` no longer exists.
+/// Namespaces of live processes and names netlab did not make are never touched.
+fn sweep_stale() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = stale_owner(&name)
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && run_ip(&["netns", "del", &name]).is_ok()
+        {
+            eprintln!("netlab: deleted stale network namespace {name} (process {pid} is gone)");
+        }
+    }
+}
+
+/// The pid in a netlab namespace name `nl-<label>-<pid>-<n>`, if `name` is one.
+fn stale_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("nl-")?;
+    let mut parts = rest.rsplitn(3, '-');
+    let n = parts.next()?;
+    let pid = parts.next()?;
+    let label = parts.next()?;
+    if label.is_empty() || n.parse::<u32>().is_err() {
+        return None;
+    }
+    pid.parse().ok()
+}
+
 fn write_sysctl(path: &str, value: &str) -> Result<()> {
     let full = format!("/proc/sys/{path}");
     std::fs::write(&full, value).map_err(|e| Error::sys("write", format!("{full} = {value}"), e))
@@ -401,4 +434,29 @@ pub(crate) fn output_of(cmd: &mut Command) -> Result<String> {
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_owner_parses_only_netlab_names() {
+        assert_eq!(stale_owner("nl-host-1234-0"), Some(1234));
+        assert_eq!(stale_owner("nl-my-label-77-12"), Some(77));
+        assert_eq!(stale_owner("nl--77-1"), None);
+        assert_eq!(stale_owner("nl-host-x-1"), None);
+        assert_eq!(stale_owner("nl-host-12"), None);
+        assert_eq!(stale_owner("dh"), None);
+        assert_eq!(stale_owner("other-host-1234-0"), None);
+    }
+
+    #[test]
+    fn interface_names_are_checked() {
+        assert!(check_ifname("ctl0").is_ok());
+        assert!(check_ifname("fifteen-bytes-x").is_ok());
+        for bad in ["", "sixteen-bytes-xx", "a/b", "a:b", "a b", ".", ".."] {
+            assert!(check_ifname(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -190,17 +190,48 @@ fn record(stats: &Stats, peer: Option<SocketAddr>) {
 }
 
 fn serve_tcp(socket: Socket, reply: &[u8], stats: &Stats) {
+    let mut closers: Vec<JoinHandle<()>> = Vec::new();
     while !stats.stop.load(Ordering::SeqCst) {
         // accept(2) honours SO_RCVTIMEO on Linux, so this wakes up every POLL.
-        match socket.accept() {
-            Ok((conn, peer)) => {
-                record(stats, peer.as_socket());
-                let mut stream = TcpStream::from(conn);
-                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-                let _ = stream.write_all(reply);
-                let _ = stream.shutdown(std::net::Shutdown::Write);
-            }
-            Err(_) => continue,
+        let Ok((conn, peer)) = socket.accept() else {
+            continue;
+        };
+        record(stats, peer.as_socket());
+        let mut stream = TcpStream::from(conn);
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = stream.write_all(reply);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        // Read what the client sent until it closes (bounded), so closing never turns into a
+        // RST that could destroy the reply before the client read it.
+        let drain = std::thread::Builder::new()
+            .name("netlab-tcp-drain".to_owned())
+            .spawn(move || drain(stream));
+        if let Ok(handle) = drain {
+            closers.push(handle);
+        }
+        closers.retain(|h| !h.is_finished());
+    }
+    for h in closers {
+        let _ = h.join();
+    }
+}
+
+fn drain(mut stream: TcpStream) {
+    use std::io::Read;
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; 1024];
+    while std::time::Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
         }
     }
 }

@@ -120,6 +120,22 @@ fn responders_answer_over_ctl0_with_their_name() {
     let answer = chassis.host().run(|| tcp_read(ctl)).unwrap().unwrap();
     assert_eq!(answer, "front\n");
     assert_eq!(tcp.front_hits(), 1);
+    assert_eq!(tcp.backplane_hits(), 2);
+
+    // A client that talks first still gets the whole answer (no RST on close).
+    let answer = chassis
+        .host()
+        .run(|| -> std::io::Result<String> {
+            let mut s = TcpStream::connect_timeout(&v4, Duration::from_secs(3))?;
+            s.write_all(&[b'x'; 3000])?;
+            std::thread::sleep(Duration::from_millis(50));
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok(text)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, "backplane\n");
 
     // A connected UDP client accepts the answer: it comes from the address it asked.
     let ctl = SocketAddr::new(chassis.control_v4(), 7001);
