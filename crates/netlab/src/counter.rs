@@ -108,6 +108,22 @@ impl FrameCounter {
         }
     }
 
+    /// Waits until at least one of [`FrameCounter::frames`] matches `pred`, at most
+    /// `timeout`; returns whether one did. For positive controls, where the frame is expected
+    /// but may come late (a retransmission, a neighbour solicitation before the packet).
+    pub fn wait_for(&self, pred: impl Fn(&Frame) -> bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.count(&pred) > 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Every frame recorded so far, both directions, noise included.
     pub fn all_frames(&self) -> Vec<Frame> {
         lock(&self.shared.frames).clone()

@@ -229,8 +229,9 @@ fn ipv6_leak_is_counted_including_neighbour_discovery() {
         .run(|| UdpSocket::bind("[::]:0").unwrap().send_to(b"x", dst))
         .unwrap()
         .unwrap();
-    front.settle();
     let ll = IpAddr::V6(chassis.peer_ll(Peer::Front));
+    assert!(front.wait_for(|f| f.dst_port() == Some(9), Duration::from_secs(2)));
+    front.settle();
     assert!(
         front.count(|f| f.icmp_type() == Some(135) && f.involves(ll)) >= 1,
         "{}",
@@ -245,26 +246,59 @@ fn ipv6_leak_is_counted_including_neighbour_discovery() {
 }
 
 #[test]
+fn counter_on_unknown_interface_is_a_clear_error() {
+    if !netlab::require_privileged("counter_on_unknown_interface_is_a_clear_error") {
+        return;
+    }
+    let ns = Netns::new("c").expect("netns");
+    let err = netlab::FrameCounter::open(&ns, "nope0")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nope0") && err.contains(ns.name()), "{err}");
+    // A counter on lo of a quiet namespace sees nothing, then exactly what is sent.
+    let lo = netlab::FrameCounter::open(&ns, "lo").unwrap();
+    assert!(!lo.wait_for(|_| true, Duration::from_millis(200)));
+    ns.run(|| {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.send_to(b"x", "127.0.0.1:9").unwrap();
+    })
+    .unwrap();
+    assert!(lo.wait_for(|f| f.dst_port() == Some(9), Duration::from_secs(2)));
+    lo.settle();
+    assert_eq!(
+        lo.count(|f| f.dst_port() == Some(9)),
+        1,
+        "{}",
+        lo.describe()
+    );
+}
+
+#[test]
 fn teardown_after_panic_leaves_nothing() {
     if !netlab::require_privileged("teardown_after_panic_leaves_nothing") {
         return;
     }
-    let name = std::sync::Mutex::new(String::new());
+    let seen = std::sync::Mutex::new((String::new(), 0u32));
     let result = std::panic::catch_unwind(|| {
         let chassis = Chassis::new().expect("chassis");
         let _r = Responder::tcp(chassis.backplane(), "0.0.0.0:7003".parse().unwrap()).unwrap();
         let _c = chassis.front_counter().unwrap();
-        *name.lock().unwrap() = chassis.host().name().to_owned();
+        let mut cmd = chassis.front().command("sleep");
+        cmd.arg("600");
+        let p = chassis.front().spawn(&mut cmd).unwrap();
+        *seen.lock().unwrap() = (chassis.host().name().to_owned(), p.pid());
         panic!("deliberate panic inside a lab");
     });
     assert!(result.is_err());
-    let name = name.into_inner().unwrap();
-    assert!(!name.is_empty());
+    let (name, pid) = seen.into_inner().unwrap();
+    assert!(!name.is_empty() && pid != 0);
     let list = netns_list();
     assert!(
         !list.contains(&name),
         "{name} left behind after panic:\n{list}"
     );
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert_ne!(comm.trim(), "sleep", "process {pid} survived the panic");
 }
 
 #[test]
