@@ -15,6 +15,7 @@
 //! - [`policy`] reads the policy file: control planes (interface, prefixes, ports).
 //! - [`confine`] holds whole programs to one interface with a cgroup v2 and BPF programs
 //!   ([`bpf`] builds and loads them, [`cgroup`] makes the cgroup).
+//! - [`sockdiag`] lists a network namespace's TCP/UDP sockets with their bound interface.
 //! - [`sys`] is the only place with `unsafe` and raw syscalls; everything else is safe and typed.
 //!
 //! The library never carries on unpinned: every failure is an error naming what failed.
@@ -30,6 +31,7 @@ pub mod net;
 pub mod pin;
 pub mod policy;
 pub mod probe;
+pub mod sockdiag;
 pub mod sys;
 
 pub use confine::{ConfineError, ConfineOptions, Confinement, Counters, StaleCleanup};
