@@ -12,6 +12,7 @@
 //! - [`net`] has pinned TCP/UDP sockets (`std`, and `tokio` with the feature), whose errors
 //!   ([`PinError`]) say what happened on the wire.
 //! - [`probe`] parses `tcp://`/`udp://` targets and probes them through one interface.
+//! - [`audit`] lists every socket with its interface and owners and checks it against a policy.
 //! - [`policy`] reads the policy file: control planes (interface, prefixes, ports).
 //! - [`confine`] holds whole programs to one interface with a cgroup v2 and BPF programs
 //!   ([`bpf`] builds and loads them, [`cgroup`] makes the cgroup).
@@ -21,6 +22,7 @@
 //! The library never carries on unpinned: every failure is an error naming what failed.
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod bpf;
 pub mod cgroup;
 pub mod confine;

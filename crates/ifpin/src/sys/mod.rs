@@ -7,4 +7,5 @@
 
 pub mod bpf;
 pub mod iface;
+pub mod procfs;
 pub mod socket;

@@ -1,0 +1,602 @@
+//! Every TCP/UDP socket of the host, its bound interface and its owners, checked against a
+//! [`Policy`].
+//!
+//! [`snapshot`] reads, per network namespace, the kernel's socket table ([`crate::sockdiag`])
+//! and the namespace's interface names (on a thread that entered it, since an index only
+//! means something inside its namespace), and, once for all namespaces, which processes hold
+//! which socket (`/proc/*/fd`, see [`owners`]). [`Audit::check`] then applies the policy's
+//! three rules, resolving each plane's interface in each namespace:
+//!
+//! - [`Rule::UnpinnedPlaneTraffic`]: a connected socket (TCP in any state but `LISTEN`,
+//!   connected UDP) whose peer belongs to a plane and which is not pinned to the plane's
+//!   interface: it relies on the routing table.
+//! - [`Rule::UnpinnedPlaneListener`]: a TCP listener or unconnected UDP socket on a plane's
+//!   port that is not pinned to the plane's interface: it can be reached through other
+//!   interfaces. (Sockets bound to a loopback address cannot, and are left out.)
+//! - [`Rule::PinnedOffPlane`]: a connected socket pinned to a plane's interface whose peer is
+//!   outside every plane of that interface: a misconfiguration.
+//!
+//! A daemon can audit itself at start-up:
+//!
+//! ```no_run
+//! let policy = ifpin::Policy::load("/etc/ifpin/policy.toml")?;
+//! let audit = ifpin::audit::snapshot(&ifpin::audit::AuditOptions::default())?;
+//! let me = std::process::id();
+//! for violation in audit.check(&policy).violations {
+//!     let socket = &audit.sockets()[violation.socket];
+//!     if socket.pids.contains(&me) {
+//!         eprintln!("{}: {}", violation.rule, violation.reason);
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod netns;
+pub mod owners;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::interface::{IfIndex, InterfaceSpec};
+use crate::level::Level;
+use crate::policy::{Plane, Policy, unmap};
+use crate::sockdiag::{self, DiagSocket, SockDiagError};
+
+pub use netns::Namespace;
+pub use owners::{Pid, Process};
+
+/// What to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditOptions {
+    /// Every network namespace of the host, not only the caller's.
+    pub all_netns: bool,
+    /// Find the processes holding each socket (one pass over `/proc/*/fd`).
+    pub owners: bool,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            all_netns: false,
+            owners: true,
+        }
+    }
+}
+
+/// One audited network namespace and its interfaces.
+#[derive(Clone, Debug)]
+pub struct NamespaceSnapshot {
+    /// The namespace.
+    pub namespace: Namespace,
+    /// How its sockets are labelled (its name, or `net:[INODE]`).
+    pub label: String,
+    /// Its interfaces when it was read, by index.
+    pub interfaces: BTreeMap<IfIndex, String>,
+}
+
+impl NamespaceSnapshot {
+    /// The name of interface `index` in this namespace.
+    pub fn interface_name(&self, index: IfIndex) -> Option<&str> {
+        self.interfaces.get(&index).map(String::as_str)
+    }
+
+    /// The index `spec` names in this namespace, if such an interface exists.
+    pub fn resolve(&self, spec: &InterfaceSpec) -> Option<IfIndex> {
+        match spec {
+            InterfaceSpec::Index(index) => self.interfaces.contains_key(index).then_some(*index),
+            InterfaceSpec::Name(name) => self
+                .interfaces
+                .iter()
+                .find(|(_, n)| n.as_str() == name.as_str())
+                .map(|(index, _)| *index),
+        }
+    }
+}
+
+/// A socket that runs under `ifpin exec`: its owner lives in an `ifpin` cgroup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExecRun {
+    /// The owner's cgroup v2 path.
+    pub cgroup: String,
+    /// The guarantee level of the run, when it can be told from the cgroup; `None` when not.
+    pub level: Option<Level>,
+}
+
+/// One audited socket.
+#[derive(Clone, Debug)]
+pub struct Socket {
+    /// What the kernel reports.
+    pub diag: DiagSocket,
+    /// Index of its namespace in [`Audit::namespaces`].
+    pub netns: usize,
+    /// The name of the interface it is pinned to, in its namespace (`None` when unpinned, or
+    /// when the index names no interface any more).
+    pub interface_name: Option<String>,
+    /// The processes holding it, by pid.
+    pub pids: Vec<Pid>,
+    /// Set when an owner runs under `ifpin exec`.
+    pub exec: Option<ExecRun>,
+}
+
+/// How complete the owner information is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "owners")]
+pub enum OwnerCoverage {
+    /// Every process's fd table was read.
+    Complete,
+    /// Some processes' fd tables could not be read (not root): their sockets show no owner.
+    Partial {
+        /// How many processes could not be read.
+        unreadable: usize,
+    },
+    /// Owners were not looked up.
+    NotRead,
+}
+
+/// Everything [`snapshot`] read.
+#[derive(Clone, Debug)]
+pub struct Audit {
+    namespaces: Vec<NamespaceSnapshot>,
+    sockets: Vec<Socket>,
+    processes: BTreeMap<Pid, Process>,
+    owners: OwnerCoverage,
+    warnings: Vec<String>,
+}
+
+/// Errors taking a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Reading the socket table failed.
+    #[error("cannot list the sockets of network namespace {netns}")]
+    Sockets {
+        /// The namespace's label.
+        netns: String,
+        /// Why.
+        #[source]
+        source: SockDiagError,
+    },
+    /// Listing the interfaces of a namespace failed.
+    #[error("cannot list the interfaces of network namespace {netns}")]
+    Interfaces {
+        /// The namespace's label.
+        netns: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Finding the namespaces, or reading `/proc`, failed.
+    #[error("cannot read {what}")]
+    Proc {
+        /// What was being read.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Entering the caller's own namespace failed.
+    #[error(transparent)]
+    Netns(#[from] netns::NetnsError),
+}
+
+/// Reads every TCP/UDP socket of the caller's network namespace (or of all of them), with
+/// bound interfaces, names and owners.
+///
+/// Namespaces that cannot be entered (no `CAP_SYS_ADMIN`) are skipped with a warning; without
+/// root, other users' processes cannot be read and [`Audit::owners`] says so.
+pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
+    let namespaces = if options.all_netns {
+        netns::all()
+    } else {
+        netns::current().map(|ns| vec![ns])
+    }
+    .map_err(|source| AuditError::Proc {
+        what: "the network namespaces (/proc/*/ns/net, /run/netns)",
+        source,
+    })?;
+    let mut warnings = Vec::new();
+    let (tables, owner_index) = std::thread::scope(|scope| {
+        let owners = options
+            .owners
+            .then(|| scope.spawn(owners::OwnerIndex::scan));
+        let mut tables = Vec::with_capacity(namespaces.len());
+        for ns in &namespaces {
+            let label = ns.label();
+            let read = netns::run_in(ns, || {
+                let names = nix::net::if_::if_nameindex()
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|i| {
+                                Some((
+                                    IfIndex::new(i.index())?,
+                                    i.name().to_string_lossy().into_owned(),
+                                ))
+                            })
+                            .collect::<BTreeMap<_, _>>()
+                    })
+                    .map_err(std::io::Error::from);
+                (sockdiag::dump_all(), names)
+            });
+            match read {
+                Ok((Ok(sockets), Ok(interfaces))) => {
+                    tables.push((ns.clone(), label, interfaces, sockets))
+                }
+                Ok((Err(source), _)) if ns.current => {
+                    return Err(AuditError::Sockets {
+                        netns: label,
+                        source,
+                    });
+                }
+                Ok((_, Err(source))) if ns.current => {
+                    return Err(AuditError::Interfaces {
+                        netns: label,
+                        source,
+                    });
+                }
+                Err(err) if ns.current => return Err(err.into()),
+                Ok((Err(err), _)) => warnings.push(format!(
+                    "skipped network namespace {label}: {}",
+                    chain(&err)
+                )),
+                Ok((_, Err(err))) => warnings.push(format!(
+                    "skipped network namespace {label}: {}",
+                    chain(&err)
+                )),
+                Err(err) => warnings.push(format!(
+                    "skipped network namespace {label}: {}",
+                    chain(&err)
+                )),
+            }
+        }
+        let owner_index = match owners {
+            Some(handle) => Some(
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    .map_err(|source| AuditError::Proc {
+                        what: "the open files of processes (/proc/*/fd)",
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
+        Ok((tables, owner_index))
+    })?;
+
+    let owners = match &owner_index {
+        None => OwnerCoverage::NotRead,
+        Some(index) if index.unreadable.is_empty() => OwnerCoverage::Complete,
+        Some(index) => {
+            warnings.push(format!(
+                "the open files of {} processes could not be read (run as root to see every \
+                 owner): their sockets show no owning process",
+                index.unreadable.len()
+            ));
+            OwnerCoverage::Partial {
+                unreadable: index.unreadable.len(),
+            }
+        }
+    };
+
+    let total = tables.iter().map(|t| t.3.len()).sum();
+    let mut sockets = Vec::with_capacity(total);
+    let mut snapshots = Vec::with_capacity(tables.len());
+    let mut owning = BTreeSet::new();
+    for (netns, (namespace, label, interfaces, diags)) in tables.into_iter().enumerate() {
+        for diag in diags {
+            let interface_name = diag
+                .bound_interface
+                .and_then(|index| interfaces.get(&index).cloned());
+            let pids: Vec<Pid> = match (&owner_index, diag.inode) {
+                (Some(index), inode) if inode != 0 => index.owners(inode).collect(),
+                _ => Vec::new(),
+            };
+            owning.extend(pids.iter().copied());
+            sockets.push(Socket {
+                diag,
+                netns,
+                interface_name,
+                pids,
+                exec: None,
+            });
+        }
+        snapshots.push(NamespaceSnapshot {
+            namespace,
+            label,
+            interfaces,
+        });
+    }
+    let processes: BTreeMap<Pid, Process> = owning
+        .into_iter()
+        .map(|pid| (pid, Process::read(pid)))
+        .collect();
+    for socket in &mut sockets {
+        socket.exec = socket
+            .pids
+            .iter()
+            .find_map(|pid| processes.get(pid).and_then(exec_run));
+    }
+    Ok(Audit {
+        namespaces: snapshots,
+        sockets,
+        processes,
+        owners,
+        warnings,
+    })
+}
+
+/// The `ifpin exec` run a process belongs to: `ifpin exec` puts each run in a cgroup under a
+/// directory named `ifpin`.
+fn exec_run(process: &Process) -> Option<ExecRun> {
+    let cgroup = process.cgroup.as_deref()?;
+    cgroup
+        .split('/')
+        .any(|part| part == "ifpin")
+        .then(|| ExecRun {
+            cgroup: cgroup.to_owned(),
+            level: None,
+        })
+}
+
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl Audit {
+    /// Builds an audit from sockets already read, for tests and tools that obtain socket
+    /// tables another way. Sockets refer to `namespaces` by index.
+    pub fn from_parts(
+        namespaces: Vec<NamespaceSnapshot>,
+        sockets: Vec<Socket>,
+        processes: Vec<Process>,
+    ) -> Audit {
+        Audit {
+            namespaces,
+            sockets,
+            processes: processes.into_iter().map(|p| (p.pid, p)).collect(),
+            owners: OwnerCoverage::NotRead,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Every socket read.
+    pub fn sockets(&self) -> &[Socket] {
+        &self.sockets
+    }
+
+    /// The namespaces audited; the caller's own first.
+    pub fn namespaces(&self) -> &[NamespaceSnapshot] {
+        &self.namespaces
+    }
+
+    /// The namespace of `socket`.
+    pub fn namespace_of(&self, socket: &Socket) -> &NamespaceSnapshot {
+        &self.namespaces[socket.netns]
+    }
+
+    /// A process that holds an audited socket.
+    pub fn process(&self, pid: Pid) -> Option<&Process> {
+        self.processes.get(&pid)
+    }
+
+    /// How complete the owner information is.
+    pub fn owners(&self) -> OwnerCoverage {
+        self.owners
+    }
+
+    /// What the snapshot could not read, in words.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Applies `policy`'s rules to every socket.
+    pub fn check(&self, policy: &Policy) -> Check {
+        let mut warnings = Vec::new();
+        // Each plane's interface, resolved in each namespace.
+        let resolved: Vec<Vec<Option<IfIndex>>> = self
+            .namespaces
+            .iter()
+            .map(|ns| {
+                policy
+                    .planes()
+                    .iter()
+                    .map(|plane| ns.resolve(&plane.interface))
+                    .collect()
+            })
+            .collect();
+        for (p, plane) in policy.planes().iter().enumerate() {
+            let missing: Vec<&str> = self
+                .namespaces
+                .iter()
+                .zip(&resolved)
+                .filter(|(_, r)| r[p].is_none())
+                .map(|(ns, _)| ns.label.as_str())
+                .collect();
+            if !missing.is_empty() {
+                warnings.push(format!(
+                    "plane {:?}: no interface {} in network namespace {} ({}:{}): nothing there \
+                     can be pinned to it, so its plane traffic is reported as unpinned",
+                    plane.name,
+                    plane.interface,
+                    missing.join(", "),
+                    policy.path().display(),
+                    plane.interface_at,
+                ));
+            }
+        }
+        let mut violations = Vec::new();
+        for (i, socket) in self.sockets.iter().enumerate() {
+            let ns = &self.namespaces[socket.netns];
+            evaluate(
+                policy,
+                &resolved[socket.netns],
+                ns,
+                i,
+                socket,
+                &mut violations,
+            );
+        }
+        Check {
+            violations,
+            warnings,
+        }
+    }
+}
+
+/// The result of [`Audit::check`].
+#[derive(Clone, Debug, Default)]
+pub struct Check {
+    /// Every socket that breaks a rule, once per rule and plane, in socket order.
+    pub violations: Vec<Violation>,
+    /// Problems with the policy in this host (an interface missing in a namespace).
+    pub warnings: Vec<String>,
+}
+
+/// The rule a socket breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// A connected socket to a plane's peer, not pinned to the plane's interface.
+    UnpinnedPlaneTraffic,
+    /// A listener on a plane's port, not pinned to the plane's interface.
+    UnpinnedPlaneListener,
+    /// A connected socket pinned to a plane's interface, to a peer outside the plane.
+    PinnedOffPlane,
+}
+
+impl Rule {
+    /// The rule's name as printed and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::UnpinnedPlaneTraffic => "unpinned-plane-traffic",
+            Rule::UnpinnedPlaneListener => "unpinned-plane-listener",
+            Rule::PinnedOffPlane => "pinned-off-plane",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One broken rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Which rule.
+    pub rule: Rule,
+    /// The plane concerned.
+    pub plane: String,
+    /// Index of the socket in [`Audit::sockets`].
+    pub socket: usize,
+    /// Why, in words.
+    pub reason: String,
+}
+
+fn evaluate(
+    policy: &Policy,
+    resolved: &[Option<IfIndex>],
+    ns: &NamespaceSnapshot,
+    index: usize,
+    socket: &Socket,
+    out: &mut Vec<Violation>,
+) {
+    let diag = &socket.diag;
+    let bound = diag.bound_interface;
+    let pinned_to = |plane_if: Option<IfIndex>| plane_if.is_some() && plane_if == bound;
+    let bound_text = || match (bound, &socket.interface_name) {
+        (None, _) => "not pinned".to_owned(),
+        (Some(_), Some(name)) => format!("pinned to {name}"),
+        (Some(index), None) => format!("pinned to interface index {index}"),
+    };
+    let mut push = |rule, plane: &Plane, reason| {
+        out.push(Violation {
+            rule,
+            plane: plane.name.clone(),
+            socket: index,
+            reason,
+        })
+    };
+    let peer = unmap(diag.remote.ip());
+    for (plane, &plane_if) in policy.planes().iter().zip(resolved) {
+        let want = match plane_if.and_then(|i| ns.interface_name(i)) {
+            Some(name) => name.to_owned(),
+            None => plane.interface.to_string(),
+        };
+        if diag.is_connected() {
+            if plane.owns_peer(peer, bound, plane_if) && !pinned_to(plane_if) {
+                push(
+                    Rule::UnpinnedPlaneTraffic,
+                    plane,
+                    format!(
+                        "peer {peer} belongs to plane {:?}{} but the socket is {}, not pinned to \
+                         {want}: its packets follow the routing table",
+                        plane.name,
+                        prefix_of(plane, peer),
+                        bound_text(),
+                    ),
+                );
+            }
+        } else if diag.is_listening()
+            && plane.has_port(diag.local.port())
+            && !pinned_to(plane_if)
+            && !diag.local.ip().is_loopback()
+        {
+            push(
+                Rule::UnpinnedPlaneListener,
+                plane,
+                format!(
+                    "port {} is a service port of plane {:?} but the socket is {}, not pinned to \
+                     {want}: it can be reached through other interfaces",
+                    diag.local.port(),
+                    plane.name,
+                    bound_text(),
+                ),
+            );
+        }
+    }
+    // Pinned to some plane's interface, talking to a peer no plane of that interface owns.
+    if diag.is_connected() && bound.is_some() {
+        let mut planes_here = policy
+            .planes()
+            .iter()
+            .zip(resolved)
+            .filter(|(_, plane_if)| pinned_to(**plane_if));
+        let first = planes_here.clone().next();
+        let owned = planes_here.any(|(plane, plane_if)| plane.owns_peer(peer, bound, *plane_if));
+        if let (Some((plane, _)), false) = (first, owned) {
+            push(
+                Rule::PinnedOffPlane,
+                plane,
+                format!(
+                    "the socket is {} (plane {:?}) but its peer {peer} is outside the plane's \
+                     prefixes: check the address it talks to, or the policy",
+                    bound_text(),
+                    plane.name,
+                ),
+            );
+        }
+    }
+}
+
+fn prefix_of(plane: &Plane, peer: IpAddr) -> String {
+    plane
+        .prefixes
+        .iter()
+        .find(|net| net.contains(&peer))
+        .map(|net| format!(" ({net})"))
+        .unwrap_or_else(|| " (link-local on its interface)".to_owned())
+}
+
+#[cfg(test)]
+mod tests;

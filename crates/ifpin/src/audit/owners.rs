@@ -1,0 +1,261 @@
+//! Which processes hold which sockets: one pass over `/proc/*/fd`, once per audit.
+//!
+//! Every open socket appears in its holders' `/proc/PID/fd` as a link to `socket:[INODE]`,
+//! and `inet_diag` reports the same inode, so one read of every process's fd links answers
+//! "who owns this socket" for all sockets at once. Socket inodes are unique across network
+//! namespaces, so one index serves every namespace.
+//!
+//! The pass only calls `readlinkat` (no `stat`), and spreads processes over a few threads.
+//! Without `CAP_SYS_PTRACE`/root, other users' fd directories are unreadable: they are
+//! counted, so the audit can say owners may be missing.
+
+use std::ffi::CStr;
+use std::fs;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Serialize;
+
+use crate::sys::procfs;
+
+/// A process id.
+pub type Pid = u32;
+
+/// Socket inode → holding processes, from one pass over `/proc/*/fd`.
+#[derive(Clone, Debug, Default)]
+pub struct OwnerIndex {
+    /// (inode, pid), sorted.
+    pairs: Vec<(u64, Pid)>,
+    /// Processes whose fd directory could not be read for lack of permission.
+    pub unreadable: Vec<Pid>,
+    /// How many processes were read.
+    pub processes_read: usize,
+}
+
+impl OwnerIndex {
+    /// Reads every process's fd links.
+    pub fn scan() -> io::Result<OwnerIndex> {
+        let pids = all_pids()?;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4)
+            .min(pids.len().max(1));
+        let next = AtomicUsize::new(0);
+        let results = Mutex::new(Vec::with_capacity(threads));
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    let mut part = Part::default();
+                    let mut buf = [0u8; 64];
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&pid) = pids.get(i) else { break };
+                        part.read_process(pid, &mut buf);
+                    }
+                    results.lock().unwrap_or_else(|e| e.into_inner()).push(part);
+                });
+            }
+        });
+        let parts = results.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut index = OwnerIndex {
+            pairs: Vec::with_capacity(parts.iter().map(|p| p.pairs.len()).sum()),
+            ..OwnerIndex::default()
+        };
+        for part in parts {
+            index.pairs.extend(part.pairs);
+            index.unreadable.extend(part.unreadable);
+            index.processes_read += part.read;
+        }
+        index.pairs.sort_unstable();
+        index.pairs.dedup();
+        index.unreadable.sort_unstable();
+        Ok(index)
+    }
+
+    /// The processes holding socket `inode`, in pid order.
+    pub fn owners(&self, inode: u64) -> impl Iterator<Item = Pid> + '_ {
+        let start = self.pairs.partition_point(|&(i, _)| i < inode);
+        self.pairs[start..]
+            .iter()
+            .take_while(move |&&(i, _)| i == inode)
+            .map(|&(_, pid)| pid)
+    }
+
+    /// How many (socket, process) links were found.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether no socket link was found.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Part {
+    pairs: Vec<(u64, Pid)>,
+    unreadable: Vec<Pid>,
+    read: usize,
+}
+
+impl Part {
+    fn read_process(&mut self, pid: Pid, buf: &mut [u8]) {
+        let path = format!("/proc/{pid}/fd");
+        let entries = match fs::read_dir(&path) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+                self.unreadable.push(pid);
+                return;
+            }
+            // The process exited, or is a zombie: it holds nothing.
+            Err(_) => return,
+        };
+        // The same directory once more, as the base of `readlinkat`.
+        let Ok(links) = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&path)
+        else {
+            return;
+        };
+        self.read += 1;
+        let mut name = [0u8; 24];
+        for entry in entries {
+            let Ok(entry) = entry else { break };
+            let file_name = entry.file_name();
+            let bytes = file_name.as_bytes();
+            // fd numbers are short; anything else is not an fd link.
+            if bytes.len() >= name.len() {
+                continue;
+            }
+            name[..bytes.len()].copy_from_slice(bytes);
+            name[bytes.len()] = 0;
+            let Ok(c_name) = CStr::from_bytes_with_nul(&name[..=bytes.len()]) else {
+                continue;
+            };
+            if let Some(inode) = socket_link(links.as_fd(), c_name, buf) {
+                self.pairs.push((inode, pid));
+            }
+        }
+    }
+}
+
+fn socket_link(dir: std::os::fd::BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> Option<u64> {
+    let len = procfs::readlinkat(dir, name, buf).ok()?;
+    parse_socket_link(&buf[..len])
+}
+
+/// The inode in a `socket:[INODE]` link target; `None` for any other target.
+pub fn parse_socket_link(target: &[u8]) -> Option<u64> {
+    let digits = target.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    let mut inode: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        inode = inode.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(inode)
+}
+
+fn all_pids() -> io::Result<Vec<Pid>> {
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        let entry = entry?;
+        if let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
+}
+
+/// A process that holds at least one audited socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Process {
+    /// Its pid.
+    pub pid: Pid,
+    /// Its command name (`/proc/PID/comm`), empty if it exited meanwhile.
+    pub command: String,
+    /// Its cgroup v2 path (`0::PATH` in `/proc/PID/cgroup`), if readable.
+    #[serde(skip)]
+    pub cgroup: Option<String>,
+}
+
+impl Process {
+    /// Reads a process's command name and cgroup.
+    pub fn read(pid: Pid) -> Process {
+        let command = fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|s| s.trim_end_matches('\n').to_owned())
+            .unwrap_or_default();
+        let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .ok()
+            .and_then(|text| cgroup2_path(&text).map(str::to_owned));
+        Process {
+            pid,
+            command,
+            cgroup,
+        }
+    }
+}
+
+/// The cgroup v2 path in the text of `/proc/PID/cgroup` (the `0::PATH` line).
+pub fn cgroup2_path(text: &str) -> Option<&str> {
+    text.lines().find_map(|line| line.strip_prefix("0::"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_links_parse_and_others_do_not() {
+        assert_eq!(parse_socket_link(b"socket:[15028]"), Some(15028));
+        assert_eq!(
+            parse_socket_link(b"socket:[18446744073709551615]"),
+            Some(u64::MAX)
+        );
+        for other in [
+            &b"socket:[]"[..],
+            b"socket:[12",
+            b"socket:[1x]",
+            b"pipe:[15028]",
+            b"/dev/null",
+            b"socket:[18446744073709551616]",
+            b"anon_inode:[eventfd]",
+        ] {
+            assert_eq!(parse_socket_link(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn cgroup_paths_come_from_the_v2_line() {
+        let text = "12:cpu:/x\n0::/ifpin/run-42\n";
+        assert_eq!(cgroup2_path(text), Some("/ifpin/run-42"));
+        assert_eq!(cgroup2_path("1:name=systemd:/\n"), None);
+    }
+
+    #[test]
+    fn scan_finds_our_own_socket() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inode = fs::metadata(format!("/proc/self/fd/{}", listener.as_raw_fd()))
+            .unwrap()
+            .ino();
+        let index = OwnerIndex::scan().unwrap();
+        let owners: Vec<_> = index.owners(inode).collect();
+        assert_eq!(owners, vec![std::process::id()]);
+        assert_eq!(index.owners(u64::MAX).count(), 0);
+        assert!(index.processes_read >= 1);
+        let me = Process::read(std::process::id());
+        assert!(!me.command.is_empty());
+    }
+}
