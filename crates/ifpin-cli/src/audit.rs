@@ -1,12 +1,404 @@
-//! `ifpin audit`.
+//! `ifpin audit`: every TCP/UDP socket, its bound interface and owner, checked against a policy.
+//!
+//! Parse the arguments and the policy first (a bad policy is exit 2 before anything is read),
+//! then take the library's snapshot, check it, filter it, and print a table or JSON. All the
+//! reading and the rules live in `ifpin::audit`.
 
+use std::fmt::{self, Display, Write as _};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context;
+use ifpin::audit::{Audit, AuditOptions, ExecRun, OwnerCoverage, Socket, Violation};
+use ifpin::{InterfaceSpec, Policy};
+use serde::Serialize;
+
+use crate::exit;
 
 /// Arguments of `ifpin audit`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+#[command(
+    about = "List every TCP/UDP socket with its bound interface and owner; check it against a policy",
+    after_help = "Run `ifpin audit --help` for the policy format and the rules.",
+    after_long_help = LONG_HELP
+)]
+pub struct Args {
+    /// Check the sockets against this policy file (TOML).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+
+    /// Audit every network namespace of the host (named ones and those of running
+    /// processes), labelling each socket with its namespace. Needs root.
+    #[arg(long)]
+    all_netns: bool,
+
+    /// Show only sockets pinned to this interface (name or index).
+    #[arg(short, long, value_name = "IFACE")]
+    interface: Option<String>,
+
+    /// Show only sockets held by this process.
+    #[arg(long, value_name = "PID")]
+    pid: Option<u32>,
+
+    /// Show only sockets that break the policy (needs --policy).
+    #[arg(long, requires = "policy")]
+    violations: bool,
+
+    /// Do not look up owning processes (faster on hosts with very many sockets).
+    #[arg(long)]
+    no_owners: bool,
+
+    /// Print JSON: {"sockets": [...], "violations": [...], "warnings": [...]}.
+    #[arg(long)]
+    json: bool,
+}
+
+const LONG_HELP: &str = r#"Lists every TCP and UDP socket (IPv4 and IPv6, listeners included) with the
+interface it is pinned to (SO_BINDTODEVICE / SO_BINDTOIFINDEX, or none), its owner uid, the
+processes holding it, and whether it runs under `ifpin exec`.
+
+With --policy, the sockets are checked against the control planes written in a TOML file:
+
+    [[plane]]
+    name = "backplane"
+    interface = "ctl0"                       # name or index
+    prefixes = ["10.99.0.0/16", "fd99::/16"] # what lives behind this interface
+    ports = [7500, 7501]                     # services reachable only through it
+
+Rules (each violation names its rule):
+    unpinned-plane-traffic   a connected socket to a plane's address, not pinned to the
+                             plane's interface: it relies on the routing table
+    unpinned-plane-listener  a listener (or unconnected UDP socket) on a plane's port, not
+                             pinned: it can be reached through other interfaces
+    pinned-off-plane         a socket pinned to a plane's interface talking to an address
+                             outside the plane: a misconfiguration
+Link-local peers scoped to a plane's interface belong to that plane. An interface the policy
+names but this host lacks is a warning (it may be a line card not inserted yet).
+
+Without root, sockets of other users' processes show no owner and other network namespaces
+cannot be entered; the audit says so.
+
+Exit status: 0 no violation, 1 at least one violation shown, 2 usage or system error (a policy
+error names file:line:column).
+
+Examples:
+    ifpin audit
+    ifpin audit --policy /etc/ifpin/policy.toml --violations
+    ifpin audit --all-netns --json | jq '.violations'
+    ifpin audit --pid 1234 -i ctl0"#;
 
 /// Runs `ifpin audit`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("ifpin audit is not built yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Parse and resolve everything the user wrote before reading the host.
+    let policy = args
+        .policy
+        .as_deref()
+        .map(Policy::load)
+        .transpose()
+        .context("the policy file is not valid; fix it and run again")?;
+    let interface = args
+        .interface
+        .as_deref()
+        .map(str::parse::<InterfaceSpec>)
+        .transpose()
+        .context("--interface takes an interface name or index")?;
+
+    let audit = ifpin::audit::snapshot(&AuditOptions {
+        all_netns: args.all_netns,
+        owners: !args.no_owners,
+    })
+    .context("cannot audit the sockets of this host")?;
+    let check = policy.as_ref().map(|p| audit.check(p)).unwrap_or_default();
+
+    let mut violating = vec![false; audit.sockets().len()];
+    for violation in &check.violations {
+        violating[violation.socket] = true;
+    }
+    let shown = |i: usize, socket: &Socket| {
+        interface.as_ref().is_none_or(|spec| match spec {
+            InterfaceSpec::Name(name) => socket.interface_name.as_deref() == Some(name.as_str()),
+            InterfaceSpec::Index(index) => socket.diag.bound_interface == Some(*index),
+        }) && args.pid.is_none_or(|pid| socket.pids.contains(&pid))
+            && (!args.violations || violating[i])
+    };
+    let sockets: Vec<usize> = audit
+        .sockets()
+        .iter()
+        .enumerate()
+        .filter(|&(i, s)| shown(i, s))
+        .map(|(i, _)| i)
+        .collect();
+    let violations: Vec<&Violation> = check
+        .violations
+        .iter()
+        .filter(|v| shown(v.socket, &audit.sockets()[v.socket]))
+        .collect();
+    let mut warnings: Vec<&str> = audit.warnings().iter().map(String::as_str).collect();
+    warnings.extend(check.warnings.iter().map(String::as_str));
+
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    if args.json {
+        let report = Report {
+            sockets: sockets.iter().map(|&i| view(&audit, i)).collect(),
+            violations: violations
+                .iter()
+                .map(|v| ViolationView {
+                    rule: v.rule.as_str(),
+                    plane: &v.plane,
+                    reason: &v.reason,
+                    socket: view(&audit, v.socket),
+                })
+                .collect(),
+            warnings: &warnings,
+            owners: audit.owners(),
+            policy: policy.as_ref().map(|p| p.path().display().to_string()),
+        };
+        serde_json::to_writer_pretty(&mut out, &report).context("cannot write the JSON report")?;
+        writeln!(out)?;
+    } else {
+        for warning in &warnings {
+            eprintln!("ifpin: warning: {warning}");
+        }
+        print_table(
+            &mut out,
+            &audit,
+            &sockets,
+            &violations,
+            policy.as_ref(),
+            args.all_netns,
+        )
+        .context("cannot write the report")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::from(if violations.is_empty() {
+        exit::OK
+    } else {
+        exit::FOUND
+    }))
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    sockets: Vec<SocketView<'a>>,
+    violations: Vec<ViolationView<'a>>,
+    warnings: &'a [&'a str],
+    #[serde(flatten)]
+    owners: OwnerCoverage,
+    policy: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ViolationView<'a> {
+    rule: &'static str,
+    plane: &'a str,
+    reason: &'a str,
+    #[serde(flatten)]
+    socket: SocketView<'a>,
+}
+
+#[derive(Serialize)]
+struct SocketView<'a> {
+    protocol: &'static str,
+    state: &'static str,
+    local: Addr,
+    remote: Addr,
+    interface: Option<&'a str>,
+    interface_index: Option<u32>,
+    netns: &'a str,
+    uid: u32,
+    inode: u64,
+    processes: Vec<ProcessView<'a>>,
+    exec: Option<&'a ExecRun>,
+}
+
+#[derive(Serialize)]
+struct ProcessView<'a> {
+    pid: u32,
+    command: &'a str,
+}
+
+/// A socket address serialized as Rust's `SocketAddr` displays it.
+struct Addr(std::net::SocketAddr);
+
+impl Serialize for Addr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+fn view(audit: &Audit, index: usize) -> SocketView<'_> {
+    let socket = &audit.sockets()[index];
+    let diag = &socket.diag;
+    SocketView {
+        protocol: diag.protocol.as_str(),
+        state: diag.state.name(diag.protocol),
+        local: Addr(diag.local),
+        remote: Addr(diag.remote),
+        interface: socket.interface_name.as_deref(),
+        interface_index: diag.bound_interface.map(|i| i.get()),
+        netns: &audit.namespace_of(socket).label,
+        uid: diag.uid,
+        inode: diag.inode,
+        processes: socket
+            .pids
+            .iter()
+            .map(|&pid| ProcessView {
+                pid,
+                command: audit.process(pid).map_or("", |p| p.command.as_str()),
+            })
+            .collect(),
+        exec: socket.exec.as_ref(),
+    }
+}
+
+/// Counts what `Display` would write, without allocating.
+fn display_len(value: impl Display) -> usize {
+    struct Count(usize);
+    impl fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0 += s.chars().count();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = write!(count, "{value}");
+    count.0
+}
+
+fn print_table(
+    out: &mut impl Write,
+    audit: &Audit,
+    sockets: &[usize],
+    violations: &[&Violation],
+    policy: Option<&Policy>,
+    all_netns: bool,
+) -> io::Result<()> {
+    let all = audit.sockets();
+    let rows = sockets.iter().map(|&i| &all[i]);
+    let addr_width = |f: fn(&Socket) -> std::net::SocketAddr| {
+        rows.clone()
+            .map(|s| display_len(f(s)))
+            .max()
+            .unwrap_or(0)
+            .max(6)
+    };
+    let local_w = addr_width(|s| s.diag.local);
+    let remote_w = addr_width(|s| s.diag.remote);
+    let iface_w = rows
+        .clone()
+        .map(|s| iface_text(s).len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let netns_w = if all_netns {
+        audit
+            .namespaces()
+            .iter()
+            .map(|ns| ns.label.len())
+            .max()
+            .unwrap_or(0)
+            .max(5)
+    } else {
+        0
+    };
+
+    if let Some(policy) = policy {
+        writeln!(
+            out,
+            "{} violation{} of {}",
+            violations.len(),
+            if violations.len() == 1 { "" } else { "s" },
+            policy.path().display()
+        )?;
+        for violation in violations {
+            let socket = &all[violation.socket];
+            let d = &socket.diag;
+            write!(
+                out,
+                "  {} [{}] {} {} {} -> {} on {}",
+                violation.rule,
+                violation.plane,
+                d.protocol,
+                d.state.name(d.protocol),
+                d.local,
+                d.remote,
+                iface_text(socket),
+            )?;
+            if all_netns {
+                write!(out, " in {}", audit.namespace_of(socket).label)?;
+            }
+            write!(out, " by ")?;
+            write_owners(out, audit, socket)?;
+            writeln!(out, "\n      {}", violation.reason)?;
+        }
+        writeln!(out)?;
+    }
+
+    if all_netns {
+        write!(out, "{:<netns_w$} ", "NETNS")?;
+    }
+    writeln!(
+        out,
+        "{:<5} {:<12} {:<local_w$} {:<remote_w$} {:<iface_w$} {:>6} PROCESS",
+        "PROTO", "STATE", "LOCAL", "REMOTE", "IFACE", "UID"
+    )?;
+    for socket in rows {
+        let d = &socket.diag;
+        if all_netns {
+            write!(out, "{:<netns_w$} ", audit.namespace_of(socket).label)?;
+        }
+        write!(
+            out,
+            "{:<5} {:<12} {:<local_w$} {:<remote_w$} {:<iface_w$} {:>6} ",
+            d.protocol.as_str(),
+            d.state.name(d.protocol),
+            d.local,
+            d.remote,
+            iface_text(socket),
+            d.uid,
+        )?;
+        write_owners(out, audit, socket)?;
+        if let Some(run) = &socket.exec {
+            write!(out, " [ifpin exec")?;
+            if let Some(level) = run.level {
+                write!(out, " {level}")?;
+            }
+            write!(out, " {}]", run.cgroup)?;
+        }
+        writeln!(out)?;
+    }
+    if let OwnerCoverage::Partial { unreadable } = audit.owners() {
+        writeln!(
+            out,
+            "\nowners may be missing: the open files of {unreadable} processes could not be read \
+             (run as root)"
+        )?;
+    }
+    Ok(())
+}
+
+fn iface_text(socket: &Socket) -> std::borrow::Cow<'_, str> {
+    match (&socket.interface_name, socket.diag.bound_interface) {
+        (Some(name), _) => name.as_str().into(),
+        (None, Some(index)) => format!("#{index}").into(),
+        (None, None) => "-".into(),
+    }
+}
+
+fn write_owners(out: &mut impl Write, audit: &Audit, socket: &Socket) -> io::Result<()> {
+    if socket.pids.is_empty() {
+        return write!(out, "-");
+    }
+    for (n, &pid) in socket.pids.iter().enumerate() {
+        if n > 0 {
+            write!(out, ",")?;
+        }
+        match audit.process(pid) {
+            Some(p) if !p.command.is_empty() => write!(out, "{pid}/{}", p.command)?,
+            _ => write!(out, "{pid}")?,
+        }
+    }
+    Ok(())
 }

@@ -515,9 +515,9 @@ fn evaluate(
     let bound = diag.bound_interface;
     let pinned_to = |plane_if: Option<IfIndex>| plane_if.is_some() && plane_if == bound;
     let bound_text = || match (bound, &socket.interface_name) {
-        (None, _) => "not pinned".to_owned(),
-        (Some(_), Some(name)) => format!("pinned to {name}"),
-        (Some(index), None) => format!("pinned to interface index {index}"),
+        (None, _) => "it is not pinned at all".to_owned(),
+        (Some(_), Some(name)) => format!("it is pinned to {name}"),
+        (Some(index), None) => format!("it is pinned to interface index {index}"),
     };
     let mut push = |rule, plane: &Plane, reason| {
         out.push(Violation {
@@ -539,8 +539,8 @@ fn evaluate(
                     Rule::UnpinnedPlaneTraffic,
                     plane,
                     format!(
-                        "peer {peer} belongs to plane {:?}{} but the socket is {}, not pinned to \
-                         {want}: its packets follow the routing table",
+                        "peer {peer} belongs to plane {:?}{} but the socket is not pinned to \
+                         {want} ({}): its packets follow the routing table",
                         plane.name,
                         prefix_of(plane, peer),
                         bound_text(),
@@ -556,8 +556,8 @@ fn evaluate(
                 Rule::UnpinnedPlaneListener,
                 plane,
                 format!(
-                    "port {} is a service port of plane {:?} but the socket is {}, not pinned to \
-                     {want}: it can be reached through other interfaces",
+                    "port {} is a service port of plane {:?} but the socket is not pinned to \
+                     {want} ({}): it can be reached through other interfaces",
                     diag.local.port(),
                     plane.name,
                     bound_text(),
@@ -579,9 +579,12 @@ fn evaluate(
                 Rule::PinnedOffPlane,
                 plane,
                 format!(
-                    "the socket is {} (plane {:?}) but its peer {peer} is outside the plane's \
-                     prefixes: check the address it talks to, or the policy",
-                    bound_text(),
+                    "the socket is pinned to {} (plane {:?}) but its peer {peer} is outside the \
+                     plane's prefixes: check the address it talks to, or the policy",
+                    socket
+                        .interface_name
+                        .clone()
+                        .unwrap_or_else(|| plane.interface.to_string()),
                     plane.name,
                 ),
             );

@@ -198,13 +198,17 @@ fn reasons_say_why() {
     let reasons: Vec<&str> = check.violations.iter().map(|v| v.reason.as_str()).collect();
     assert!(reasons[0].contains("peer 10.99.0.2 belongs to plane \"backplane\" (10.99.0.0/16)"));
     assert!(
-        reasons[0].contains("not pinned, not pinned to ctl0"),
+        reasons[0].contains("not pinned to ctl0 (it is not pinned at all)"),
         "{}",
         reasons[0]
     );
-    assert!(reasons[1].contains("port 7500") && reasons[1].contains("pinned to eth1"));
     assert!(
-        reasons[2].contains("peer 192.0.2.5 is outside"),
+        reasons[1].contains("port 7500")
+            && reasons[1].contains("not pinned to ctl0 (it is pinned to eth1)")
+    );
+    assert!(
+        reasons[2]
+            .contains("pinned to ctl0 (plane \"backplane\") but its peer 192.0.2.5 is outside"),
         "{}",
         reasons[2]
     );
