@@ -108,3 +108,91 @@ fn verifier_rejections_carry_the_log() {
     .unwrap();
     let _ = program.as_fd();
 }
+
+const OWNER_ENV: &str = "IFPIN_TEST_CONFINE_PID";
+
+/// Run only by `stale_confinements_are_left_while_populated_and_removed_once_empty`, in a
+/// child process: confines the pid it is given and exits without closing.
+#[test]
+#[ignore = "helper: run in a child process by the stale-cleanup test"]
+fn confine_and_exit_without_closing() {
+    let pid: u32 = std::env::var(OWNER_ENV).unwrap().parse().unwrap();
+    let confinement = Confinement::create(ConfineOptions {
+        interface: Interface::loopback().unwrap(),
+        level: Level::Sealed,
+        allow_loopback: true,
+    })
+    .unwrap();
+    confinement.add_process(pid).unwrap();
+    println!("cgroup={}", confinement.cgroup_path().display());
+    std::process::exit(0);
+}
+
+/// Kills a child we started, and removes the stale cgroup, even when the test fails.
+struct Sleeper(std::process::Child);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = Confinement::cleanup_stale();
+    }
+}
+
+#[test]
+fn stale_confinements_are_left_while_populated_and_removed_once_empty() {
+    if !privileged("stale_confinements_are_left_while_populated_and_removed_once_empty") {
+        return;
+    }
+    let mut sleeper = Sleeper(
+        std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap(),
+    );
+    // A child process (this test binary again) confines the sleeper and exits without
+    // closing: what a killed `ifpin exec` leaves behind.
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "confine_and_exit_without_closing",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(OWNER_ENV, sleeper.0.id().to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stale = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("cgroup="))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("no cgroup path in {stdout}"));
+    assert!(stale.is_dir());
+    let attached = Confinement::attached_program_ids(&stale).unwrap();
+    assert_eq!(attached.len(), 9);
+
+    let report = Confinement::cleanup_stale().unwrap();
+    assert!(report.left_populated.contains(&stale), "{report:?}");
+    assert!(!report.removed.contains(&stale));
+    assert_eq!(
+        Confinement::attached_program_ids(&stale).unwrap(),
+        attached,
+        "a populated stale cgroup must stay confined"
+    );
+
+    sleeper.0.kill().unwrap();
+    sleeper.0.wait().unwrap();
+    let report = Confinement::cleanup_stale().unwrap();
+    assert!(report.removed.contains(&stale), "{report:?}");
+    assert!(!stale.exists());
+    assert_eq!(
+        Confinement::attached_program_ids(stale.parent().unwrap()).unwrap(),
+        vec![]
+    );
+}

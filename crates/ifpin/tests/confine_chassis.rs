@@ -1,0 +1,417 @@
+//! The confinement engine on the chassis of `kernel-facts.md`: a real process (python3) is
+//! moved into a [`Confinement`] in the `host` namespace and tries things; frames are counted
+//! on the front peer. Every claim has a negative control (no confinement, or a weaker level)
+//! showing the same attempt does leak, so a test cannot pass by seeing nothing.
+//!
+//! `ctl0` is the allowed interface; the routing table sends the control destination out of
+//! `eth1`, so anything not held by the engine shows up on the front link and gets `front`
+//! as its answer.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ifpin::confine::{ConfineOptions, Confinement};
+use ifpin::{Counters, Interface, Level};
+use netlab::responder::Proto;
+use netlab::{Chassis, Peer};
+
+const PORT: u16 = 7070;
+
+/// The program run inside: waits for a line on stdin (so it is in the cgroup before it does
+/// anything), then runs each action given as an argument and prints `action=result`.
+const PROBE: &str = r#"
+import errno, socket, struct, sys
+sys.stdin.readline()
+SO_BINDTODEVICE, SO_BINDTOIFINDEX, IP_PKTINFO = 25, 62, 8
+
+def fam(host):
+    return socket.AF_INET6 if ':' in host else socket.AF_INET
+
+def ifindex(kind):
+    f = socket.AF_INET6 if kind.endswith('6') else socket.AF_INET
+    t = socket.SOCK_STREAM if kind.startswith('tcp') else socket.SOCK_DGRAM
+    s = socket.socket(f, t)
+    return str(struct.unpack('i', s.getsockopt(socket.SOL_SOCKET, SO_BINDTOIFINDEX, 4))[0])
+
+def pktinfo(host, port, idx):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    cmsg = struct.pack('i4s4s', int(idx), bytes(4), bytes(4))
+    s.sendmsg([b'leak'], [(socket.IPPROTO_IP, IP_PKTINFO, cmsg)], 0, (host, int(port)))
+    return 'sent'
+
+def btd(name):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, name.encode())
+    return 'ok'
+
+def bindll(addr, scope):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.bind((addr, 0, 0, int(scope)))
+    return 'ok'
+
+def tcp(host, port):
+    s = socket.socket(fam(host), socket.SOCK_STREAM)
+    s.settimeout(2)
+    s.connect((host, int(port)))
+    bound = struct.unpack('i', s.getsockopt(socket.SOL_SOCKET, SO_BINDTOIFINDEX, 4))[0]
+    return s.recv(64).decode().strip() + '@' + str(bound)
+
+def udp2(host, port):
+    # Two datagrams from one unconnected socket: the first may be refused (see the docs).
+    s = socket.socket(fam(host), socket.SOCK_DGRAM)
+    s.settimeout(2)
+    out = []
+    for _ in range(2):
+        try:
+            s.sendto(b'hi', (host, int(port)))
+            out.append(s.recv(64).decode().strip())
+        except OSError as e:
+            out.append(errno.errorcode.get(e.errno, str(e.errno)))
+    return ','.join(out)
+
+def recv(port, ifname):
+    # Root inside rebinds to another interface, then waits for a datagram from there.
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+    s.bind(('0.0.0.0', int(port)))
+    s.settimeout(2)
+    try:
+        return 'got:' + s.recv(64).decode()
+    except socket.timeout:
+        return 'timeout'
+
+def loop(host):
+    srv = socket.socket(fam(host), socket.SOCK_STREAM)
+    srv.bind((host, 0))
+    srv.listen(1)
+    c = socket.socket(fam(host), socket.SOCK_STREAM)
+    c.settimeout(2)
+    c.connect(srv.getsockname())
+    conn, _ = srv.accept()
+    conn.sendall(b'pong')
+    return c.recv(8).decode()
+
+for action in sys.argv[1:]:
+    name, *args = action.split('|')
+    try:
+        result = globals()[name](*args)
+    except OSError as e:
+        result = errno.errorcode.get(e.errno, str(e.errno))
+    print(action + '=' + result, flush=True)
+"#;
+
+/// Runs the probe in the host namespace, inside `confinement` when given; returns each
+/// action's result in order.
+fn probe(chassis: &Chassis, confinement: Option<&Confinement>, actions: &[String]) -> Vec<String> {
+    let mut cmd = chassis.host().command("python3");
+    cmd.arg("-c")
+        .arg(PROBE)
+        .args(actions)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let process = KillOnDrop(chassis.host().spawn(&mut cmd).expect("start python3"));
+    let process = &process.0;
+    if let Some(confinement) = confinement {
+        confinement
+            .add_process(process.pid())
+            .expect("move the probe into the cgroup");
+        assert!(confinement.is_populated().unwrap());
+    }
+    let (mut stdin, stdout) = process.with_child(|child| {
+        (
+            child.stdin.take().expect("stdin"),
+            child.stdout.take().expect("stdout"),
+        )
+    });
+    stdin.write_all(b"go\n").unwrap();
+    drop(stdin);
+    let lines: Vec<String> = BufReader::new(stdout).lines().map(|l| l.unwrap()).collect();
+    let status = process.wait().unwrap();
+    assert!(status.success(), "probe failed: {status}; output {lines:?}");
+    assert_eq!(lines.len(), actions.len(), "{lines:?}");
+    lines
+        .into_iter()
+        .zip(actions)
+        .map(|(line, action)| {
+            line.strip_prefix(&format!("{action}="))
+                .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Kills (and reaps) a probe that is still running when a test fails, so its cgroup empties
+/// and the confinement's drop can remove it.
+struct KillOnDrop(netlab::Process);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+fn confine(chassis: &Chassis, level: Level, allow_loopback: bool) -> Confinement {
+    chassis
+        .host()
+        .run(move || {
+            Confinement::create(ConfineOptions {
+                interface: Interface::resolve(Chassis::CTL0)?,
+                level,
+                allow_loopback,
+            })
+        })
+        .expect("enter the host namespace")
+        .unwrap_or_else(|e| panic!("confine at {level}: {e}"))
+}
+
+/// Closes the confinement and checks that nothing is left: no cgroup, no program.
+fn close(confinement: Confinement) -> Counters {
+    let path = confinement.cgroup_path().to_owned();
+    let counters = confinement.close().expect("close");
+    assert!(!path.exists(), "cgroup {} left behind", path.display());
+    let parent = path.parent().unwrap();
+    assert_eq!(
+        Confinement::attached_program_ids(parent).unwrap(),
+        vec![],
+        "programs attached to the parent cgroup"
+    );
+    counters
+}
+
+fn act(parts: &[&dyn ToString]) -> String {
+    parts
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+fn control_v4() -> IpAddr {
+    IpAddr::V4(Chassis::CONTROL_V4)
+}
+
+#[test]
+fn pinned_level_binds_every_new_socket_to_the_interface() {
+    if !netlab::require_privileged("pinned_level_binds_every_new_socket_to_the_interface") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let _served = chassis.serve(Proto::Tcp, PORT).unwrap();
+    let ctl0 = chassis.ctl0_index().unwrap().to_string();
+    let actions = vec![
+        act(&[&"ifindex", &"udp4"]),
+        act(&[&"ifindex", &"tcp6"]),
+        act(&[&"tcp", &Chassis::CONTROL_V4, &PORT]),
+        act(&[&"tcp", &Chassis::CONTROL_V6, &PORT]),
+    ];
+
+    // Negative control: without the confinement the sockets are unbound and the routing
+    // table sends the control traffic to the front panel.
+    let free = probe(&chassis, None, &actions);
+    assert_eq!(free, ["0", "0", "front@0", "front@0"]);
+
+    let confinement = confine(&chassis, Level::Pinned, false);
+    let pinned = probe(&chassis, Some(&confinement), &actions);
+    assert_eq!(
+        pinned,
+        [
+            ctl0.clone(),
+            ctl0.clone(),
+            format!("backplane@{ctl0}"),
+            format!("backplane@{ctl0}")
+        ]
+    );
+    assert_eq!(close(confinement), Counters::default());
+}
+
+#[test]
+fn enforced_level_drops_an_ip_pktinfo_leak_and_counts_it() {
+    if !netlab::require_privileged("enforced_level_drops_an_ip_pktinfo_leak_and_counts_it") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let front = chassis.front_counter().unwrap();
+    let eth1 = chassis.eth1_index().unwrap();
+    let actions = vec![act(&[&"pktinfo", &Chassis::CONTROL_V4, &PORT, &eth1])];
+
+    // Negative control: pinned alone does not stop IP_PKTINFO (kernel-facts.md).
+    let pinned = confine(&chassis, Level::Pinned, false);
+    assert_eq!(probe(&chassis, Some(&pinned), &actions), ["sent"]);
+    front.settle();
+    assert!(
+        front.count_involving(control_v4()) >= 1,
+        "the control should leak: {}",
+        front.describe()
+    );
+    assert_eq!(close(pinned).egress_blocked, 0);
+    front.clear();
+
+    let enforced = confine(&chassis, Level::Enforced, false);
+    assert_eq!(probe(&chassis, Some(&enforced), &actions), ["EPERM"]);
+    front.settle();
+    assert_eq!(front.total(), 0, "{}", front.describe());
+    let counters = close(enforced);
+    assert_eq!(counters.egress_blocked, 1, "{counters:?}");
+}
+
+#[test]
+fn sealed_level_refuses_unpinning_even_for_root() {
+    if !netlab::require_privileged("sealed_level_refuses_unpinning_even_for_root") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let eth1 = chassis.eth1_index().unwrap();
+    let actions = vec![
+        act(&[&"btd", &Chassis::ETH1]),
+        act(&[&"bindll", &Chassis::HOST_ETH1_LL, &eth1]),
+    ];
+
+    // Negative control: at enforced, root inside can rebind (the filter still holds).
+    let enforced = confine(&chassis, Level::Enforced, false);
+    assert_eq!(probe(&chassis, Some(&enforced), &actions), ["ok", "ok"]);
+    close(enforced);
+
+    let sealed = confine(&chassis, Level::Sealed, false);
+    assert_eq!(probe(&chassis, Some(&sealed), &actions), ["EPERM", "EPERM"]);
+    let counters = close(sealed);
+    assert_eq!(counters.setsockopt_refused, 1, "{counters:?}");
+    assert_eq!(counters.bind_refused, 1, "{counters:?}");
+}
+
+#[test]
+fn loopback_mode_keeps_loopback_and_pins_everything_else() {
+    if !netlab::require_privileged("loopback_mode_keeps_loopback_and_pins_everything_else") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let _tcp = chassis.serve(Proto::Tcp, PORT).unwrap();
+    let _udp = chassis.serve(Proto::Udp, PORT).unwrap();
+    let ctl0 = chassis.ctl0_index().unwrap();
+    let actions = vec![
+        act(&[&"loop", &"127.0.0.1"]),
+        act(&[&"loop", &"::1"]),
+        act(&[&"tcp", &Chassis::CONTROL_V4, &PORT]),
+        act(&[&"tcp", &Chassis::CONTROL_V6, &PORT]),
+        act(&[&"udp2", &Chassis::CONTROL_V4, &PORT]),
+        act(&[&"tcp", &Chassis::HOST_ETH1_V4, &PORT]),
+    ];
+
+    // Negative controls: unconfined, everything goes by the table (front); pinned without
+    // loopback, loopback breaks.
+    let free = probe(&chassis, None, &actions);
+    assert_eq!(
+        free[..5],
+        ["pong", "pong", "front@0", "front@0", "front,front"]
+    );
+    let pinned = confine(&chassis, Level::Pinned, false);
+    let broken = probe(&chassis, Some(&pinned), &actions[..2]);
+    assert!(broken.iter().all(|r| r != "pong"), "{broken:?}");
+    close(pinned);
+
+    for level in [Level::Enforced, Level::Sealed] {
+        let front = chassis.front_counter().unwrap();
+        let confinement = confine(&chassis, level, true);
+        let results = probe(&chassis, Some(&confinement), &actions);
+        assert_eq!(results[0], "pong", "{level}: {results:?}");
+        assert_eq!(results[1], "pong", "{level}: {results:?}");
+        assert_eq!(results[2], format!("backplane@{ctl0}"), "{level}");
+        assert_eq!(results[3], format!("backplane@{ctl0}"), "{level}");
+        // The datagram whose send pins the socket was routed before the pin: the egress
+        // filter refuses it; the next one follows the pin.
+        assert_eq!(results[4], "EPERM,backplane", "{level}");
+        // The host's own address on eth1 is local: unpinned, over lo, refused (no
+        // listener on the host), never on the wire.
+        assert_eq!(results[5], "ECONNREFUSED", "{level}");
+        front.settle();
+        assert_eq!(front.total(), 0, "{level}: {}", front.describe());
+        let counters = close(confinement);
+        assert_eq!(counters.egress_blocked, 1, "{level}: {counters:?}");
+        assert_eq!(counters.connect_refused, 0, "{level}: {counters:?}");
+    }
+    let _ = Peer::Front;
+}
+
+#[test]
+fn enforced_level_drops_ingress_from_other_interfaces() {
+    if !netlab::require_privileged("enforced_level_drops_ingress_from_other_interfaces") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let actions = vec![act(&[&"recv", &7071, &Chassis::ETH1])];
+    let run = |confinement: &Confinement| {
+        // The front peer keeps sending to the host's eth1 address while the probe listens.
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let sender = scope.spawn(|| {
+                chassis.front().run(|| {
+                    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+                    for _ in 0..25 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let _ = socket.send_to(b"hello", (Chassis::HOST_ETH1_V4, 7071));
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                })
+            });
+            let result = probe(&chassis, Some(confinement), &actions);
+            stop.store(true, Ordering::Relaxed);
+            sender.join().unwrap().unwrap();
+            result
+        })
+    };
+
+    // Negative control: at pinned, root inside rebinds to eth1 and hears the front panel.
+    let pinned = confine(&chassis, Level::Pinned, false);
+    assert_eq!(run(&pinned), ["got:hello"]);
+    close(pinned);
+
+    let enforced = confine(&chassis, Level::Enforced, false);
+    assert_eq!(run(&enforced), ["timeout"]);
+    let counters = close(enforced);
+    assert!(counters.ingress_blocked >= 1, "{counters:?}");
+}
+
+#[test]
+fn a_closed_confinement_lets_nothing_out_and_reopens() {
+    if !netlab::require_privileged("a_closed_confinement_lets_nothing_out_and_reopens") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let _served = chassis.serve(Proto::Tcp, PORT).unwrap();
+    let ctl0 = chassis.ctl0_index().unwrap();
+    let tcp = act(&[&"tcp", &Chassis::CONTROL_V4, &PORT]);
+    let lo = act(&[&"loop", &"127.0.0.1"]);
+
+    // Without loopback: closed means no new AF_INET socket at all.
+    let confinement = confine(&chassis, Level::Enforced, false);
+    confinement.set_interface(None, None).unwrap();
+    assert_eq!(
+        probe(&chassis, Some(&confinement), std::slice::from_ref(&tcp)),
+        ["EPERM"]
+    );
+    chassis
+        .host()
+        .run(|| confinement.set_interface(ifpin::IfIndex::new(ctl0), None))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        probe(&chassis, Some(&confinement), std::slice::from_ref(&tcp)),
+        [format!("backplane@{ctl0}")]
+    );
+    close(confinement);
+
+    // With loopback: closed means loopback only; connects elsewhere are refused.
+    let front = chassis.front_counter().unwrap();
+    let confinement = confine(&chassis, Level::Enforced, true);
+    confinement.set_interface(None, None).unwrap();
+    let results = probe(&chassis, Some(&confinement), &[tcp.clone(), lo.clone()]);
+    assert_eq!(results, ["EPERM", "pong"]);
+    front.settle();
+    assert_eq!(front.total(), 0, "{}", front.describe());
+    let counters = close(confinement);
+    assert_eq!(counters.connect_refused, 1, "{counters:?}");
+}
