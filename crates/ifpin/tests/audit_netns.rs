@@ -1,0 +1,239 @@
+//! `ifpin::audit` on a real chassis (netlab): the sockets a card holds, checked against its
+//! policy, give exactly the violations they should, with the right interfaces and owners.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use ifpin::audit::{AuditOptions, Rule, snapshot};
+use ifpin::net::{PinnedTcpListener, PinnedTcpStream, PinnedUdpSocket};
+use ifpin::{Interface, Policy};
+use netlab::{Chassis, Proto};
+
+const POLICY: &str = r#"
+[[plane]]
+name = "backplane"
+interface = "ctl0"
+prefixes = ["10.99.0.0/16", "fd99::/16"]
+ports = [7500, 7501]
+"#;
+
+/// The service the control connections talk to, served behind both peers.
+const CONTROL_PORT: u16 = 7600;
+
+/// What the card holds, and what each socket must give.
+struct Held {
+    _sockets: Vec<Box<dyn std::any::Any + Send>>,
+    /// (rule, local, remote) expected; sockets with no violation are listed with `None`.
+    expected: Vec<(Option<Rule>, SocketAddr, SocketAddr, Option<&'static str>)>,
+}
+
+fn build_card(chassis: &Chassis) -> Held {
+    chassis
+        .host()
+        .run(|| {
+            let ctl0 = Interface::resolve(Chassis::CTL0).unwrap();
+            let eth1 = Interface::resolve(Chassis::ETH1).unwrap();
+            let control = SocketAddr::new(Chassis::CONTROL_V4.into(), CONTROL_PORT);
+            let mut sockets: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+            let mut expected = Vec::new();
+
+            // 1. A pinned control connection: fine.
+            let pinned =
+                PinnedTcpStream::connect_timeout(&ctl0, control, Duration::from_secs(5)).unwrap();
+            let s = pinned.as_std();
+            expected.push((
+                None,
+                s.local_addr().unwrap(),
+                s.peer_addr().unwrap(),
+                Some("ctl0"),
+            ));
+            sockets.push(Box::new(pinned));
+
+            // 2. The same connection, unpinned: the routing table sends it out eth1.
+            let unpinned = TcpStream::connect_timeout(&control, Duration::from_secs(5)).unwrap();
+            expected.push((
+                Some(Rule::UnpinnedPlaneTraffic),
+                unpinned.local_addr().unwrap(),
+                unpinned.peer_addr().unwrap(),
+                None,
+            ));
+            sockets.push(Box::new(unpinned));
+
+            // 3. A wildcard listener on a plane port.
+            let wildcard = TcpListener::bind("0.0.0.0:7500").unwrap();
+            expected.push((
+                Some(Rule::UnpinnedPlaneListener),
+                wildcard.local_addr().unwrap(),
+                "0.0.0.0:0".parse().unwrap(),
+                None,
+            ));
+            sockets.push(Box::new(wildcard));
+
+            // 4. A pinned listener on the other plane port: fine.
+            let listener = PinnedTcpListener::bind(&ctl0, "[::]:7501".parse().unwrap()).unwrap();
+            expected.push((
+                None,
+                listener.as_std().local_addr().unwrap(),
+                "[::]:0".parse().unwrap(),
+                Some("ctl0"),
+            ));
+            sockets.push(Box::new(listener));
+
+            // 5. A socket pinned to ctl0 talking off-plane (connected UDP, nothing is sent).
+            let off = PinnedUdpSocket::bind(&ctl0, "0.0.0.0:0".parse().unwrap()).unwrap();
+            let off_peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 53)), 53);
+            off.connect(off_peer).unwrap();
+            expected.push((
+                Some(Rule::PinnedOffPlane),
+                off.local_addr().unwrap(),
+                off_peer,
+                Some("ctl0"),
+            ));
+            sockets.push(Box::new(off));
+
+            // 6. Pinned to ctl0, to the backplane's link-local address: the plane's own peer.
+            let ll = PinnedUdpSocket::bind(&ctl0, "[::]:0".parse().unwrap()).unwrap();
+            let ll_peer = SocketAddr::V6(SocketAddrV6::new(
+                Chassis::BACKPLANE_LL,
+                CONTROL_PORT,
+                0,
+                ctl0.index().get(),
+            ));
+            ll.connect(ll_peer).unwrap();
+            expected.push((None, ll.local_addr().unwrap(), ll_peer, Some("ctl0")));
+            sockets.push(Box::new(ll));
+
+            // 7. A front-panel link-local peer, scoped to eth1: not the plane's business.
+            let front_ll = UdpSocket::bind("[::]:0").unwrap();
+            let front_peer = SocketAddr::V6(SocketAddrV6::new(
+                Chassis::FRONT_LL,
+                CONTROL_PORT,
+                0,
+                eth1.index().get(),
+            ));
+            front_ll.connect(front_peer).unwrap();
+            expected.push((
+                None,
+                front_ll.local_addr().unwrap(),
+                front_peer,
+                Some("eth1"),
+            ));
+            sockets.push(Box::new(front_ll));
+
+            Held {
+                _sockets: sockets,
+                expected,
+            }
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_card_gets_exactly_its_violations() {
+    if !netlab::require_privileged("a_card_gets_exactly_its_violations") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let _served = chassis.serve(Proto::Tcp, CONTROL_PORT).unwrap();
+    let held = build_card(&chassis);
+    let policy = Policy::parse(POLICY, "card.toml").unwrap();
+
+    let audit = chassis
+        .host()
+        .run(|| snapshot(&AuditOptions::default()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(audit.namespaces().len(), 1);
+    assert_eq!(audit.namespaces()[0].label, chassis.host().name());
+    let me = std::process::id();
+
+    // Every socket the card holds is seen, with its interface and its owner.
+    for (_, local, remote, interface) in &held.expected {
+        let found: Vec<_> = audit
+            .sockets()
+            .iter()
+            .filter(|s| s.diag.local == *local && s.diag.remote == *remote)
+            .collect();
+        assert_eq!(found.len(), 1, "{local} -> {remote}: {found:#?}");
+        assert_eq!(
+            found[0].interface_name.as_deref(),
+            *interface,
+            "{local} -> {remote}"
+        );
+        assert_eq!(found[0].pids, vec![me], "{local} -> {remote}");
+        assert_eq!(audit.process(me).unwrap().pid, me);
+    }
+
+    let check = audit.check(&policy);
+    assert!(check.warnings.is_empty(), "{:?}", check.warnings);
+    let mut got: Vec<(Rule, SocketAddr, SocketAddr)> = check
+        .violations
+        .iter()
+        .map(|v| {
+            let s = &audit.sockets()[v.socket];
+            (v.rule, s.diag.local, s.diag.remote)
+        })
+        .collect();
+    let mut want: Vec<(Rule, SocketAddr, SocketAddr)> = held
+        .expected
+        .iter()
+        .filter_map(|(rule, l, r, _)| rule.map(|rule| (rule, *l, *r)))
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{:#?}", check.violations);
+    assert!(check.violations.iter().all(|v| v.plane == "backplane"));
+}
+
+#[test]
+fn all_netns_finds_a_namespace_it_was_not_told_about() {
+    if !netlab::require_privileged("all_netns_finds_a_namespace_it_was_not_told_about") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    // A wildcard listener on a plane port inside the chassis' host namespace; the audit runs
+    // from the test's own namespace.
+    let listener = chassis
+        .host()
+        .run(|| TcpListener::bind("0.0.0.0:7500").unwrap())
+        .unwrap();
+    let local = listener.local_addr().unwrap();
+    let policy = Policy::parse(POLICY, "card.toml").unwrap();
+
+    let audit = snapshot(&AuditOptions {
+        all_netns: true,
+        owners: true,
+    })
+    .unwrap();
+    let labels: Vec<&str> = audit
+        .namespaces()
+        .iter()
+        .map(|n| n.label.as_str())
+        .collect();
+    for ns in [chassis.host(), chassis.backplane(), chassis.front()] {
+        assert_eq!(
+            labels.iter().filter(|l| **l == ns.name()).count(),
+            1,
+            "{labels:?}"
+        );
+    }
+    let ours: Vec<_> = audit
+        .sockets()
+        .iter()
+        .filter(|s| s.diag.local == local && s.pids.contains(&std::process::id()))
+        .collect();
+    assert_eq!(ours.len(), 1);
+    assert_eq!(audit.namespace_of(ours[0]).label, chassis.host().name());
+    let check = audit.check(&policy);
+    let flagged: Vec<_> = check
+        .violations
+        .iter()
+        .filter(|v| {
+            let s = &audit.sockets()[v.socket];
+            audit.namespace_of(s).label == chassis.host().name()
+        })
+        .map(|v| (v.rule, audit.sockets()[v.socket].diag.local))
+        .collect();
+    assert_eq!(flagged, vec![(Rule::UnpinnedPlaneListener, local)]);
+    drop(listener);
+}
