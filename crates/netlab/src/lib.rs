@@ -60,6 +60,7 @@
 //! fe80::2, front link-local fe80::3).
 #![deny(missing_docs)]
 
+pub mod cases;
 pub mod chassis;
 pub mod counter;
 pub mod error;

@@ -37,6 +37,8 @@ use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrIn, SockaddrIn6, sendms
 use serde::Serialize;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
+use crate::frame::{Frame, Transport};
+
 /// The payload every vector sends, so a frame can be recognised by eye in a capture.
 pub const PAYLOAD: &[u8] = b"ifpin override vector";
 
@@ -248,6 +250,33 @@ pub enum Signature {
     Icmpv6Echo,
     /// An Ethernet frame with [`VECTOR_ETHERTYPE`].
     EtherType,
+}
+
+impl Signature {
+    /// Whether `frame` is one of the vector's own packets (sent to `port` for UDP/TCP).
+    pub fn matches(self, frame: &Frame, port: u16) -> bool {
+        match self {
+            Self::Udp => {
+                matches!(frame.transport(), Some(Transport::Udp { dst_port, .. }) if dst_port == port)
+            }
+            Self::Tcp => {
+                matches!(frame.transport(), Some(Transport::Tcp { dst_port, .. }) if dst_port == port)
+            }
+            Self::IcmpEcho => {
+                matches!(
+                    frame.transport(),
+                    Some(Transport::Icmp { icmp_type: 8, .. })
+                )
+            }
+            Self::Icmpv6Echo => {
+                matches!(
+                    frame.transport(),
+                    Some(Transport::Icmpv6 { icmp_type: 128, .. })
+                )
+            }
+            Self::EtherType => frame.ethertype == VECTOR_ETHERTYPE,
+        }
+    }
 }
 
 /// An errno, with its symbolic name.
@@ -840,7 +869,7 @@ impl Vector {
                 });
             }
             Self::Udp6PktinfoSticky => {
-                let info = in6_pktinfo(other);
+                let info = in6_pktinfo(Ipv6Addr::UNSPECIFIED, other);
                 steps.call("setsockopt(IPV6_PKTINFO)", || {
                     sys::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &info)
                 });
@@ -961,9 +990,11 @@ fn in_pktinfo(ifindex: u32) -> libc::in_pktinfo {
     }
 }
 
-fn in6_pktinfo(ifindex: u32) -> libc::in6_pktinfo {
+fn in6_pktinfo(source: Ipv6Addr, ifindex: u32) -> libc::in6_pktinfo {
     libc::in6_pktinfo {
-        ipi6_addr: libc::in6_addr { s6_addr: [0; 16] },
+        ipi6_addr: libc::in6_addr {
+            s6_addr: source.octets(),
+        },
         ipi6_ifindex: ifindex,
     }
 }
@@ -991,8 +1022,15 @@ fn send_with_pktinfo4(
     .map_err(io::Error::from)
 }
 
+/// `sendmsg` with an `IPV6_PKTINFO` cmsg naming `ifindex` and no source address. For a
+/// v4-mapped destination the kernel hands the cmsg to the IPv4 code, which only takes a
+/// v4-mapped source (`::ffff:0.0.0.0`, i.e. "any"); `::` would be refused with `EINVAL`.
 fn send_pktinfo6(fd: BorrowedFd<'_>, to: Option<SocketAddrV6>, ifindex: u32) -> io::Result<()> {
-    let info = in6_pktinfo(ifindex);
+    let source = match to {
+        Some(to) if to.ip().to_ipv4_mapped().is_some() => Ipv4Addr::UNSPECIFIED.to_ipv6_mapped(),
+        _ => Ipv6Addr::UNSPECIFIED,
+    };
+    let info = in6_pktinfo(source, ifindex);
     let to = to.map(SockaddrIn6::from);
     sendmsg(
         fd.as_raw_fd(),

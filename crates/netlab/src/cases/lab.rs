@@ -1,0 +1,618 @@
+//! [`DemoLab`]: the chassis, its responders and counters, and how each case kind is run and
+//! judged. Also [`BarePinning`], the library-free [`Pinning`] netlab's own tests use.
+
+use std::io::Read;
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream, UdpSocket,
+};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use super::{
+    CaseError, CaseKind, CaseReport, CaseSpec, EXCHANGE_TIMEOUT, Family, INGRESS_PORT, LinkFrames,
+    Pinning, PinningError, Report, SERVICE_PORT, SETTLE, Summary, Verdict,
+};
+use crate::chassis::{Chassis, Served};
+use crate::counter::FrameCounter;
+use crate::frame::Frame;
+use crate::responder::Proto;
+use crate::vectors::{self, Documented, LinkIndex, Target, VECTOR_MARK, Vector};
+
+/// How many decoded front-link frames a report keeps per case.
+const FRAMES_SHOWN: usize = 6;
+/// The routing table [`vectors::VECTOR_MARK`] is sent to (out of the front panel).
+const MARK_TABLE: &str = "1701";
+
+/// A [`Chassis`] set up for the demo: TCP and UDP responders on [`SERVICE_PORT`] on both peers,
+/// a frame counter at the far end of each link, unprivileged ping sockets allowed on the host,
+/// and a fwmark rule that routes [`VECTOR_MARK`] out of the front panel. Removed on drop.
+#[derive(Debug)]
+pub struct DemoLab {
+    // Field order is drop order: counters and responders before the namespaces.
+    backplane: FrameCounter,
+    front: FrameCounter,
+    _tcp: Served,
+    _udp: Served,
+    chassis: Chassis,
+}
+
+impl DemoLab {
+    /// Builds the lab.
+    pub fn new() -> Result<Self, CaseError> {
+        let chassis = Chassis::new()?;
+        let host = chassis.host();
+        host.sysctl("net.ipv4.ping_group_range", "0 2147483647")?;
+        host.ip(&[
+            "rule",
+            "add",
+            "fwmark",
+            &VECTOR_MARK.to_string(),
+            "lookup",
+            MARK_TABLE,
+        ])?;
+        host.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            &Chassis::FRONT_V4.to_string(),
+            "dev",
+            Chassis::ETH1,
+            "table",
+            MARK_TABLE,
+        ])?;
+        let tcp = chassis.serve(Proto::Tcp, SERVICE_PORT)?;
+        let udp = chassis.serve(Proto::Udp, SERVICE_PORT)?;
+        let backplane = chassis.backplane_counter()?;
+        let front = chassis.front_counter()?;
+        Ok(Self {
+            backplane,
+            front,
+            _tcp: tcp,
+            _udp: udp,
+            chassis,
+        })
+    }
+
+    /// The chassis.
+    pub fn chassis(&self) -> &Chassis {
+        &self.chassis
+    }
+
+    /// What the override vectors aim at: the front panel and the control-plane addresses.
+    pub fn target(&self) -> Result<Target, CaseError> {
+        let index = self.chassis.eth1_index()?;
+        Ok(Target {
+            other_index: LinkIndex::new(index).ok_or_else(|| CaseError::Setup {
+                case: "target".into(),
+                what: "eth1 has index 0".into(),
+            })?,
+            other_name: Chassis::ETH1.to_owned(),
+            v4: Chassis::CONTROL_V4,
+            v6: Chassis::CONTROL_V6,
+            other_peer_link_local: Chassis::FRONT_LL,
+            other_link_local: Chassis::HOST_ETH1_LL,
+            port: SERVICE_PORT,
+        })
+    }
+
+    /// Runs every case of `cases` (normally [`super::plan`]) with `pinning`, calling `progress`
+    /// after each. Stops with [`CaseError::Interrupted`] if a signal arrived (see
+    /// [`super::handle_interrupts`]).
+    pub fn run(
+        &self,
+        cases: &[CaseSpec],
+        pinning: &dyn Pinning,
+        progress: &mut dyn FnMut(&CaseReport),
+    ) -> Result<Report, CaseError> {
+        let target = self.target()?;
+        // Forget whatever building the lab put on the wire.
+        self.settle_and_clear();
+        let mut reports = Vec::with_capacity(cases.len());
+        for case in cases {
+            if super::interrupted() {
+                return Err(CaseError::Interrupted);
+            }
+            let report = self.run_case(case, pinning, &target)?;
+            progress(&report);
+            reports.push(report);
+        }
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|e| format!("unknown ({e})"));
+        let summary = Summary::of(&reports);
+        Ok(Report {
+            kernel,
+            pinning: pinning.describe(),
+            cases: reports,
+            summary,
+        })
+    }
+
+    /// Runs one case and judges it.
+    pub fn run_case(
+        &self,
+        case: &CaseSpec,
+        pinning: &dyn Pinning,
+        target: &Target,
+    ) -> Result<CaseReport, CaseError> {
+        let mut report = CaseReport {
+            spec: case.clone(),
+            outcome: String::new(),
+            frames: LinkFrames::default(),
+            verdict: Verdict::Failed,
+            ok: false,
+            attempt: None,
+            documented: None,
+            kernel_facts: None,
+            as_documented: None,
+            vector_frames_on_front: None,
+            front_frames: Vec::new(),
+        };
+        match case.kind {
+            CaseKind::BindOnly { tcp, v6 } => {
+                let answer = self.measure(&mut report, || bind_only_exchange(tcp, v6))?;
+                report.outcome = describe_answer(&answer);
+                report.verdict = if report.frames.front > 0 {
+                    Verdict::Leaked
+                } else {
+                    Verdict::Blind
+                };
+            }
+            CaseKind::BindOnlyIngress => {
+                let accepted = self.bind_only_ingress(&mut report)?;
+                report.outcome = format!(
+                    "listener bound to {} accepted {accepted} connection(s) from the front peer",
+                    Chassis::HOST_CTL0_V4
+                );
+                report.verdict = if accepted > 0 && report.frames.front > 0 {
+                    Verdict::Leaked
+                } else {
+                    Verdict::Blind
+                };
+            }
+            CaseKind::Pinned { tcp, family } => {
+                let peer = match family {
+                    Family::V4 => SocketAddr::new(IpAddr::V4(Chassis::CONTROL_V4), SERVICE_PORT),
+                    Family::V6 => SocketAddr::new(IpAddr::V6(Chassis::CONTROL_V6), SERVICE_PORT),
+                    Family::LinkLocal => {
+                        SocketAddr::V6(SocketAddrV6::new(Chassis::BACKPLANE_LL, SERVICE_PORT, 0, 0))
+                    }
+                };
+                let answer = self.measure(&mut report, || {
+                    if tcp {
+                        pinning.tcp_exchange(Chassis::CTL0, peer, EXCHANGE_TIMEOUT)
+                    } else {
+                        pinning.udp_exchange(Chassis::CTL0, peer, EXCHANGE_TIMEOUT)
+                    }
+                })?;
+                report.outcome = describe_answer(&answer.map_err(|e| e.to_string()));
+                report.verdict = if report.frames.front > 0 {
+                    Verdict::Leaked
+                } else if report.outcome == "answered by backplane" {
+                    Verdict::NoLeak
+                } else {
+                    Verdict::Failed
+                };
+            }
+            CaseKind::IngressTcp => self.ingress_tcp(&mut report, pinning)?,
+            CaseKind::IngressUdp => self.ingress_udp(&mut report, pinning)?,
+            CaseKind::Vector(vector) => self.vector(&mut report, vector, pinning, target)?,
+        }
+        report.ok = report.verdict.is_good_for(case.section);
+        Ok(report)
+    }
+
+    /// Runs `f` on a thread in the host namespace and records the frames it caused.
+    fn measure<T: Send>(
+        &self,
+        report: &mut CaseReport,
+        f: impl FnOnce() -> T + Send,
+    ) -> Result<T, CaseError> {
+        let out = self.chassis.host().run(f)?;
+        self.count_into(report);
+        Ok(out)
+    }
+
+    /// Waits until both links have been quiet for [`SETTLE`] (both counters at once).
+    fn settle(&self) {
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.backplane.settle_for(SETTLE));
+            self.front.settle_for(SETTLE);
+        });
+    }
+
+    fn count_into(&self, report: &mut CaseReport) {
+        self.count_matching(report, |_| false);
+    }
+
+    /// [`DemoLab::count_into`], also returning how many front-link frames match `own`.
+    fn count_matching(&self, report: &mut CaseReport, own: impl Fn(&Frame) -> bool) -> usize {
+        self.settle();
+        let own = self.front.count(own);
+        report.frames = LinkFrames {
+            ctl0: self.backplane.total(),
+            front: self.front.total(),
+        };
+        report.front_frames = self
+            .front
+            .frames()
+            .iter()
+            .take(FRAMES_SHOWN)
+            .map(ToString::to_string)
+            .collect();
+        self.backplane.clear();
+        self.front.clear();
+        own
+    }
+
+    fn settle_and_clear(&self) {
+        self.settle();
+        self.backplane.clear();
+        self.front.clear();
+    }
+
+    fn bind_only_ingress(&self, report: &mut CaseReport) -> Result<usize, CaseError> {
+        let addr = SocketAddr::new(IpAddr::V4(Chassis::HOST_CTL0_V4), INGRESS_PORT);
+        let listener = self
+            .chassis
+            .host()
+            .run(|| nonblocking_listener(TcpListener::bind(addr)))?
+            .map_err(|e| setup(report, format!("listening on {addr}: {e}")))?;
+        self.chassis
+            .front()
+            .run(|| TcpStream::connect_timeout(&addr, EXCHANGE_TIMEOUT).map(drop))?
+            .ok();
+        let accepted = drain_accepts(&listener);
+        drop(listener);
+        self.count_into(report);
+        Ok(accepted.len())
+    }
+
+    fn ingress_tcp(&self, report: &mut CaseReport, pinning: &dyn Pinning) -> Result<(), CaseError> {
+        let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), INGRESS_PORT);
+        let listener = self
+            .chassis
+            .host()
+            .run(|| {
+                pinning
+                    .tcp_listener(Chassis::CTL0, any)
+                    .and_then(|l| nonblocking_listener(Ok(l)).map_err(Into::into))
+            })?
+            .map_err(|e| setup(report, format!("pinned listener on {any}: {e}")))?;
+        let via_front = SocketAddr::new(IpAddr::V4(Chassis::HOST_ETH1_V4), INGRESS_PORT);
+        let via_ctl0 = SocketAddr::new(IpAddr::V4(Chassis::HOST_CTL0_V4), INGRESS_PORT);
+        let front = self
+            .chassis
+            .front()
+            .run(|| TcpStream::connect_timeout(&via_front, EXCHANGE_TIMEOUT).map(drop))?;
+        let backplane = self
+            .chassis
+            .backplane()
+            .run(|| TcpStream::connect_timeout(&via_ctl0, EXCHANGE_TIMEOUT).map(drop))?;
+        let accepted = drain_accepts(&listener);
+        drop(listener);
+        self.count_into(report);
+        let from_front = accepted.iter().filter(|p| from_front(p)).count();
+        let from_backplane = accepted.len() - from_front;
+        report.outcome = format!(
+            "front -> {via_front}: {}; backplane -> {via_ctl0}: {}; accepted {from_front} from front, {from_backplane} from backplane",
+            describe_connect(&front),
+            describe_connect(&backplane),
+        );
+        report.verdict = judge_ingress(from_front, from_backplane);
+        Ok(())
+    }
+
+    fn ingress_udp(&self, report: &mut CaseReport, pinning: &dyn Pinning) -> Result<(), CaseError> {
+        let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), INGRESS_PORT);
+        let socket = self
+            .chassis
+            .host()
+            .run(|| pinning.udp_socket(Chassis::CTL0, any))?
+            .map_err(|e| setup(report, format!("pinned UDP socket on {any}: {e}")))?;
+        let via_front = SocketAddr::new(IpAddr::V4(Chassis::HOST_ETH1_V4), INGRESS_PORT);
+        let via_ctl0 = SocketAddr::new(IpAddr::V4(Chassis::HOST_CTL0_V4), INGRESS_PORT);
+        let send = |to: SocketAddr| {
+            move || -> std::io::Result<()> {
+                let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+                s.send_to(b"ingress", to).map(drop)
+            }
+        };
+        let front = self.chassis.front().run(send(via_front))?;
+        let backplane = self.chassis.backplane().run(send(via_ctl0))?;
+        let received = drain_datagrams(&socket);
+        drop(socket);
+        self.count_into(report);
+        let from_front = received.iter().filter(|p| from_front(p)).count();
+        let from_backplane = received.len() - from_front;
+        report.outcome = format!(
+            "front -> {via_front}: {}; backplane -> {via_ctl0}: {}; delivered {from_front} from front, {from_backplane} from backplane",
+            describe_send(&front),
+            describe_send(&backplane),
+        );
+        report.verdict = judge_ingress(from_front, from_backplane);
+        Ok(())
+    }
+
+    fn vector(
+        &self,
+        report: &mut CaseReport,
+        vector: Vector,
+        pinning: &dyn Pinning,
+        target: &Target,
+    ) -> Result<(), CaseError> {
+        let info = vector.info();
+        let result = self.chassis.host().run(|| {
+            vectors::with_privilege(info.privilege, || -> Result<_, String> {
+                let socket = info
+                    .socket
+                    .open()
+                    .map_err(|e| format!("socket() for {}: {e}", info.id))?;
+                pinning
+                    .pin(socket.as_fd(), Chassis::CTL0)
+                    .map_err(|e| format!("pinning the socket to ctl0: {e}"))?;
+                let attempt = vector
+                    .attempt(socket.as_fd(), target)
+                    .map_err(|e| format!("{e}: {}", e.source))?;
+                Ok((attempt, socket))
+            })
+        })?;
+        let (attempt, socket) = result
+            .map_err(|e| setup(report, format!("dropping capabilities: {e}")))?
+            .map_err(|e| setup(report, e))?;
+        // Keep the socket open until the answers have arrived: closed, its port would make
+        // the kernel send ICMP port-unreachables, routed by the table (out of the front), which
+        // are the kernel's frames, not the vector's. Closing (a TCP FIN) still counts.
+        self.settle();
+        drop(socket);
+        let own = self.count_matching(report, |frame| info.signature.matches(frame, target.port));
+        report.vector_frames_on_front = Some(own);
+        let leaked = report.frames.front > 0;
+        report.verdict = if leaked {
+            Verdict::Leaked
+        } else {
+            Verdict::NoLeak
+        };
+        let front_index = target.other_index;
+        report.outcome = match attempt.bound_after {
+            Some(index) if index == front_index => {
+                format!("{}; socket now bound to eth1", attempt.answer)
+            }
+            Some(_) => attempt.answer.to_string(),
+            None => format!("{}; socket now unbound", attempt.answer),
+        };
+        report.as_documented = Some(match info.documented {
+            Documented::Leaks => leaked,
+            Documented::Contained => !leaked,
+            Documented::Refused(errno) => {
+                !leaked
+                    && matches!(&attempt.answer, vectors::Answer::Refused { errno: e, .. } if e.name() == errno)
+            }
+        });
+        report.documented = Some(info.documented);
+        report.kernel_facts = Some(info.kernel_facts);
+        report.attempt = Some(attempt);
+        Ok(())
+    }
+}
+
+fn setup(report: &CaseReport, what: String) -> CaseError {
+    CaseError::Setup {
+        case: report.spec.id.clone(),
+        what,
+    }
+}
+
+fn judge_ingress(from_front: usize, from_backplane: usize) -> Verdict {
+    if from_front > 0 {
+        Verdict::Leaked
+    } else if from_backplane > 0 {
+        Verdict::Refused
+    } else {
+        // Nothing got in at all: the positive control failed, so "refused" proves nothing.
+        Verdict::Failed
+    }
+}
+
+fn from_front(peer: &SocketAddr) -> bool {
+    peer.ip() == IpAddr::V4(Chassis::FRONT_V4)
+}
+
+fn describe_answer(answer: &Result<String, String>) -> String {
+    match answer {
+        Ok(text) => format!("answered by {}", text.trim()),
+        Err(e) => format!("no answer: {e}"),
+    }
+}
+
+fn describe_connect(result: &std::io::Result<()>) -> String {
+    match result {
+        Ok(()) => "connected".into(),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::ECONNREFUSED) => "ECONNREFUSED".into(),
+            _ => e.to_string(),
+        },
+    }
+}
+
+fn describe_send(result: &std::io::Result<()>) -> String {
+    match result {
+        Ok(()) => "sent".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn nonblocking_listener(listener: std::io::Result<TcpListener>) -> std::io::Result<TcpListener> {
+    let listener = listener?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Accepts every connection already queued on a non-blocking listener.
+fn drain_accepts(listener: &TcpListener) -> Vec<SocketAddr> {
+    let mut peers = Vec::new();
+    while let Ok((_stream, peer)) = listener.accept() {
+        peers.push(peer);
+    }
+    peers
+}
+
+/// Receives every datagram that arrives within a short wait.
+fn drain_datagrams(socket: &UdpSocket) -> Vec<SocketAddr> {
+    let mut peers = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(200);
+    let mut buf = [0u8; 64];
+    while Instant::now() < deadline {
+        if socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .is_err()
+        {
+            break;
+        }
+        if let Ok((_, peer)) = socket.recv_from(&mut buf) {
+            peers.push(peer);
+        }
+    }
+    peers
+}
+
+/// The negative control: a socket bound to ctl0's address (no `SO_BINDTODEVICE`), talking to
+/// the control address, which the routing table sends out of the front panel.
+fn bind_only_exchange(tcp: bool, v6: bool) -> Result<String, String> {
+    let (local, peer): (IpAddr, IpAddr) = if v6 {
+        (Chassis::HOST_CTL0_V6.into(), Chassis::CONTROL_V6.into())
+    } else {
+        (Chassis::HOST_CTL0_V4.into(), Chassis::CONTROL_V4.into())
+    };
+    let peer = SocketAddr::new(peer, SERVICE_PORT);
+    let local = SocketAddr::new(local, 0);
+    let text = |e: std::io::Error| e.to_string();
+    if tcp {
+        let socket = Socket::new(Domain::for_address(peer), Type::STREAM, Some(Protocol::TCP))
+            .map_err(text)?;
+        socket.bind(&local.into()).map_err(text)?;
+        socket
+            .connect_timeout(&peer.into(), EXCHANGE_TIMEOUT)
+            .map_err(text)?;
+        read_answer(TcpStream::from(socket))
+    } else {
+        let socket = UdpSocket::bind(local).map_err(text)?;
+        udp_round_trip(&socket, peer)
+    }
+}
+
+fn read_answer(mut stream: TcpStream) -> Result<String, String> {
+    stream
+        .set_read_timeout(Some(EXCHANGE_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    Ok(text)
+}
+
+fn udp_round_trip(socket: &UdpSocket, peer: SocketAddr) -> Result<String, String> {
+    socket
+        .set_read_timeout(Some(EXCHANGE_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    socket
+        .send_to(b"who are you?", peer)
+        .map_err(|e| format!("send_to {peer}: {e}"))?;
+    let mut buf = [0u8; 256];
+    let (len, _) = socket
+        .recv_from(&mut buf)
+        .map_err(|e| format!("waiting for an answer: {e}"))?;
+    Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
+}
+
+/// Pins with a bare `SO_BINDTOIFINDEX`, read back, and nothing else: no link-local scope
+/// handling, no check after `bind()`. For netlab's own tests, which must not depend on the
+/// `ifpin` library; `ifpin demo` uses the library instead.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BarePinning;
+
+impl BarePinning {
+    fn index(interface: &str) -> Result<LinkIndex, PinningError> {
+        let index = nix::net::if_::if_nametoindex(interface)
+            .map_err(|e| format!("interface {interface}: {e}"))?;
+        LinkIndex::new(index).ok_or_else(|| format!("interface {interface}: index 0").into())
+    }
+
+    fn socket(interface: &str, peer: SocketAddr, ty: Type) -> Result<Socket, PinningError> {
+        let socket = Socket::new(Domain::for_address(peer), ty, None)?;
+        vectors::pin_to_index(&socket, Self::index(interface)?)?;
+        Ok(socket)
+    }
+
+    /// A link-local peer without a scope gets the pinned interface's index (the kernel would
+    /// refuse it otherwise).
+    fn scoped(interface: &str, peer: SocketAddr) -> Result<SocketAddr, PinningError> {
+        Ok(match peer {
+            SocketAddr::V6(v6) if v6.ip().is_unicast_link_local() && v6.scope_id() == 0 => {
+                SocketAddr::V6(SocketAddrV6::new(
+                    *v6.ip(),
+                    v6.port(),
+                    0,
+                    Self::index(interface)?.get(),
+                ))
+            }
+            other => other,
+        })
+    }
+}
+
+impl Pinning for BarePinning {
+    fn describe(&self) -> String {
+        "bare SO_BINDTOIFINDEX (netlab)".into()
+    }
+
+    fn pin(&self, socket: BorrowedFd<'_>, interface: &str) -> Result<(), PinningError> {
+        Ok(vectors::pin_to_index(socket, Self::index(interface)?)?)
+    }
+
+    fn tcp_exchange(
+        &self,
+        interface: &str,
+        peer: SocketAddr,
+        timeout: Duration,
+    ) -> Result<String, PinningError> {
+        let peer = Self::scoped(interface, peer)?;
+        let socket = Self::socket(interface, peer, Type::STREAM)?;
+        socket.connect_timeout(&SockAddr::from(peer), timeout)?;
+        Ok(read_answer(TcpStream::from(socket))?)
+    }
+
+    fn udp_exchange(
+        &self,
+        interface: &str,
+        peer: SocketAddr,
+        _timeout: Duration,
+    ) -> Result<String, PinningError> {
+        let peer = Self::scoped(interface, peer)?;
+        let socket = Self::socket(interface, peer, Type::DGRAM)?;
+        let any: SocketAddr = match peer {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        socket.bind(&any.into())?;
+        Ok(udp_round_trip(&UdpSocket::from(socket), peer)?)
+    }
+
+    fn tcp_listener(&self, interface: &str, addr: SocketAddr) -> Result<TcpListener, PinningError> {
+        let socket = Self::socket(interface, addr, Type::STREAM)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(16)?;
+        Ok(socket.into())
+    }
+
+    fn udp_socket(&self, interface: &str, addr: SocketAddr) -> Result<UdpSocket, PinningError> {
+        let socket = Self::socket(interface, addr, Type::DGRAM)?;
+        socket.bind(&addr.into())?;
+        Ok(socket.into())
+    }
+}

@@ -1,0 +1,244 @@
+//! The override vectors of `kernel-facts.md`, measured on this kernel with a frame counter at the
+//! far end of each link of the chassis.
+//!
+//! These are findings about the kernel, asserted as `kernel-facts.md` records them: a failure
+//! here means this kernel behaves differently from the table (the message names the row), which
+//! is worth knowing before relying on any level of ifpin. Every test that expects "nothing on the
+//! front link" sits next to a negative control in the same lab showing the counter sees a leak.
+
+use netlab::cases::{self, BarePinning, CaseReport, DemoLab, Section, Verdict};
+use netlab::vectors::{self, Answer, Documented, Privilege, SocketKind, Vector};
+
+fn run_section(section: Section) -> (DemoLab, Vec<CaseReport>) {
+    let lab = DemoLab::new().expect("building the demo lab");
+    let plan: Vec<_> = cases::plan()
+        .into_iter()
+        .filter(|c| c.section == section || c.section == Section::NegativeControl)
+        .collect();
+    let report = lab
+        .run(&plan, &BarePinning, &mut |_| {})
+        .expect("running the cases");
+    assert_negative_controls_leaked(&report.cases);
+    let cases = report
+        .cases
+        .into_iter()
+        .filter(|c| c.spec.section == section)
+        .collect();
+    (lab, cases)
+}
+
+/// The negative controls run in every lab: `bind()`-only sockets must be seen leaving the front
+/// panel, answered by the front peer, or the zero counts elsewhere prove nothing.
+fn assert_negative_controls_leaked(cases: &[CaseReport]) {
+    let controls: Vec<_> = cases
+        .iter()
+        .filter(|c| c.spec.section == Section::NegativeControl)
+        .collect();
+    assert_eq!(controls.len(), 5, "bind-only TCP/UDP v4/v6 and ingress");
+    for case in controls {
+        assert_eq!(
+            case.verdict,
+            Verdict::Leaked,
+            "negative control {} did not leak ({}): the counter is blind; frames {:?}",
+            case.spec.id,
+            case.outcome,
+            case.front_frames
+        );
+        assert!(case.frames.front > 0);
+        assert_eq!(case.frames.ctl0, 0, "{}: {:?}", case.spec.id, case);
+        if case.spec.id != "bind-only-ingress-tcp" {
+            assert_eq!(case.outcome, "answered by front", "{}", case.spec.id);
+        }
+    }
+}
+
+fn finding(cases: &[CaseReport], vector: Vector) -> &CaseReport {
+    cases
+        .iter()
+        .find(|c| c.spec.id == format!("finding-{}", vector.id()))
+        .unwrap_or_else(|| panic!("no case for {vector}"))
+}
+
+#[test]
+fn vectors_recorded_as_leaking_leave_through_the_front_panel() {
+    if !netlab::require_privileged("vectors_recorded_as_leaking_leave_through_the_front_panel") {
+        return;
+    }
+    let (lab, cases) = run_section(Section::KernelFinding);
+    let eth1 = lab.chassis().eth1_index().expect("eth1 index");
+    let mut checked = 0;
+    for vector in Vector::ALL {
+        let info = vector.info();
+        if info.documented != Documented::Leaks {
+            continue;
+        }
+        checked += 1;
+        let case = finding(&cases, vector);
+        let attempt = case.attempt.as_ref().expect("attempt recorded");
+        assert_eq!(
+            attempt.answer,
+            Answer::Accepted,
+            "{} ({}): kernel-facts \"{}\" says the kernel accepts it; this kernel: {}",
+            info.id,
+            info.privilege,
+            info.kernel_facts,
+            case.outcome
+        );
+        assert!(
+            case.vector_frames_on_front.unwrap_or(0) > 0,
+            "{} ({}): kernel-facts \"{}\" says its packets leave through eth1; on this kernel \
+             none of its own packets reached the front peer. Front frames: {:?}",
+            info.id,
+            info.privilege,
+            info.kernel_facts,
+            case.front_frames
+        );
+        assert_eq!(case.verdict, Verdict::Leaked);
+        assert_eq!(case.as_documented, Some(true));
+        // The vector's own packets never showed up on ctl0 either: they were redirected.
+        assert_eq!(case.frames.ctl0, 0, "{}: {case:?}", info.id);
+    }
+    assert_eq!(checked, 14);
+    // The silent rebinds: the socket is now bound to eth1 (kernel-facts: the link-local bind()
+    // "silently rebinds the socket to eth1"; a privileged SO_BINDTODEVICE changes it openly).
+    for vector in [Vector::V6BindLinkLocal, Vector::RebindPrivileged] {
+        let attempt = finding(&cases, vector).attempt.as_ref().unwrap();
+        assert_eq!(
+            attempt.bound_after.map(|i| i.get()),
+            Some(eth1),
+            "{vector}: binding after the attempt"
+        );
+    }
+}
+
+#[test]
+fn vectors_recorded_as_refused_are_refused_and_send_nothing_on_the_front_panel() {
+    if !netlab::require_privileged(
+        "vectors_recorded_as_refused_are_refused_and_send_nothing_on_the_front_panel",
+    ) {
+        return;
+    }
+    let (lab, cases) = run_section(Section::KernelFinding);
+    let ctl0 = lab.chassis().ctl0_index().expect("ctl0 index");
+    let mut checked = 0;
+    for vector in Vector::ALL {
+        let info = vector.info();
+        let Documented::Refused(errno) = info.documented else {
+            continue;
+        };
+        checked += 1;
+        let case = finding(&cases, vector);
+        let attempt = case.attempt.as_ref().expect("attempt recorded");
+        match &attempt.answer {
+            Answer::Refused { errno: got, .. } => assert_eq!(
+                got.name(),
+                errno,
+                "{}: kernel-facts \"{}\" records {errno}; this kernel: {}",
+                info.id,
+                info.kernel_facts,
+                case.outcome
+            ),
+            Answer::Accepted => panic!(
+                "{}: kernel-facts \"{}\" records {errno}, but this kernel accepted it; front frames {:?}",
+                info.id, info.kernel_facts, case.front_frames
+            ),
+        }
+        assert_eq!(
+            case.frames.front, 0,
+            "{}: refused, yet frames on the front link: {:?}",
+            info.id, case.front_frames
+        );
+        assert_eq!(
+            attempt.bound_after.map(|i| i.get()),
+            Some(ctl0),
+            "{}: still bound to ctl0",
+            info.id
+        );
+    }
+    assert_eq!(checked, 8);
+}
+
+#[test]
+fn controls_recorded_as_not_leaking_go_out_of_ctl0() {
+    if !netlab::require_privileged("controls_recorded_as_not_leaking_go_out_of_ctl0") {
+        return;
+    }
+    let (_lab, cases) = run_section(Section::KernelFinding);
+    let mut checked = 0;
+    for vector in Vector::ALL {
+        let info = vector.info();
+        if info.documented != Documented::Contained {
+            continue;
+        }
+        checked += 1;
+        let case = finding(&cases, vector);
+        assert_eq!(
+            case.attempt.as_ref().map(|a| &a.answer),
+            Some(&Answer::Accepted),
+            "{}: {}",
+            info.id,
+            case.outcome
+        );
+        assert_eq!(
+            case.frames.front, 0,
+            "{}: kernel-facts \"{}\" says it does not leak; front frames: {:?}",
+            info.id, info.kernel_facts, case.front_frames
+        );
+        // Positive control for the same case: the packet was sent, out of ctl0.
+        assert!(
+            case.frames.ctl0 > 0,
+            "{}: nothing on ctl0 either, so the case proves nothing",
+            info.id
+        );
+    }
+    assert_eq!(checked, 4);
+}
+
+#[test]
+fn honest_sockets_pinned_by_index_do_not_leak_and_refuse_front_ingress() {
+    if !netlab::require_privileged(
+        "honest_sockets_pinned_by_index_do_not_leak_and_refuse_front_ingress",
+    ) {
+        return;
+    }
+    for section in [Section::Pinned, Section::Ingress] {
+        let (_lab, cases) = run_section(section);
+        assert!(!cases.is_empty());
+        for case in cases {
+            assert!(
+                case.ok,
+                "{}: {} ({}), front frames {:?}",
+                case.spec.id, case.verdict, case.outcome, case.front_frames
+            );
+            if section == Section::Pinned {
+                assert_eq!(case.frames.front, 0);
+                assert!(
+                    case.frames.ctl0 > 0,
+                    "{}: reached the backplane over ctl0",
+                    case.spec.id
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn with_privilege_really_drops_capabilities_on_its_thread_only() {
+    if !netlab::require_privileged("with_privilege_really_drops_capabilities_on_its_thread_only") {
+        return;
+    }
+    // Unprivileged: a raw socket is refused (so the "unprivileged" findings are measured
+    // without CAP_NET_RAW)...
+    let unprivileged =
+        vectors::with_privilege(Privilege::None, || SocketKind::Raw4Icmp.open()).expect("capset");
+    assert_eq!(
+        unprivileged.map(drop).map_err(|e| e.raw_os_error()),
+        Err(Some(libc::EPERM))
+    );
+    // ...CAP_NET_RAW alone allows it...
+    let raw =
+        vectors::with_privilege(Privilege::NetRaw, || SocketKind::Raw4Icmp.open()).expect("capset");
+    assert!(raw.is_ok(), "{raw:?}");
+    // ...and the calling thread kept its own capabilities.
+    assert!(SocketKind::Raw4Icmp.open().is_ok());
+}
