@@ -29,6 +29,9 @@ use crate::sys;
 const POLL: Duration = Duration::from_millis(20);
 /// Quiet period [`FrameCounter::settle`] waits for.
 pub const SETTLE_QUIET: Duration = Duration::from_millis(100);
+/// How many frames a counter keeps. Past this, queries panic rather than return a count that
+/// silently misses frames (see [`FrameCounter::overflowed`]); [`FrameCounter::clear`] resets.
+pub const MAX_FRAMES: usize = 1_000_000;
 /// Upper bound on how long [`FrameCounter::settle`] waits on a busy link.
 pub const SETTLE_MAX: Duration = Duration::from_secs(3);
 
@@ -38,6 +41,7 @@ struct Shared {
     last_frame: Mutex<Instant>,
     stop: AtomicBool,
     error: Mutex<Option<String>>,
+    overflow: std::sync::atomic::AtomicUsize,
 }
 
 /// Records every frame crossing one interface of one namespace, until dropped.
@@ -63,6 +67,7 @@ impl FrameCounter {
             last_frame: Mutex::new(Instant::now()),
             stop: AtomicBool::new(false),
             error: Mutex::new(None),
+            overflow: std::sync::atomic::AtomicUsize::new(0),
         });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -126,13 +131,13 @@ impl FrameCounter {
 
     /// Every frame recorded so far, both directions, noise included.
     pub fn all_frames(&self) -> Vec<Frame> {
-        lock(&self.shared.frames).clone()
+        self.frames_guard().clone()
     }
 
     /// Frames that arrived from the far end of the link (sent by the host under test),
     /// background noise excluded. This is what "a leak" means.
     pub fn frames(&self) -> Vec<Frame> {
-        lock(&self.shared.frames)
+        self.frames_guard()
             .iter()
             .filter(|f| counts(f))
             .cloned()
@@ -140,8 +145,11 @@ impl FrameCounter {
     }
 
     /// Number of [`FrameCounter::frames`] matching `pred`.
+    ///
+    /// # Panics
+    /// If the counter overflowed (see [`MAX_FRAMES`]); so do the other queries.
     pub fn count(&self, pred: impl Fn(&Frame) -> bool) -> usize {
-        lock(&self.shared.frames)
+        self.frames_guard()
             .iter()
             .filter(|f| counts(f) && pred(f))
             .count()
@@ -169,18 +177,51 @@ impl FrameCounter {
     /// Forgets every frame recorded so far (call [`FrameCounter::settle`] first so late
     /// frames of the previous step do not count in the next one).
     pub fn clear(&self) {
-        lock(&self.shared.frames).clear();
+        let mut frames = lock(&self.shared.frames);
+        frames.clear();
+        self.shared.overflow.store(0, Ordering::SeqCst);
+    }
+
+    /// How many frames were not kept because [`MAX_FRAMES`] were already recorded.
+    pub fn overflowed(&self) -> usize {
+        self.shared.overflow.load(Ordering::SeqCst)
+    }
+
+    /// The recorded frames.
+    ///
+    /// # Panics
+    /// If frames were dropped because of [`MAX_FRAMES`]: a count that misses frames must
+    /// not let a leak test pass.
+    fn frames_guard(&self) -> MutexGuard<'_, Vec<Frame>> {
+        let frames = lock(&self.shared.frames);
+        let lost = self.overflowed();
+        assert!(
+            lost == 0,
+            "netlab: frame counter on {} in {} overflowed ({lost} frames past {MAX_FRAMES} not \
+             recorded); clear() it between steps",
+            self.interface,
+            self.namespace
+        );
+        frames
     }
 
     /// A multi-line listing of [`FrameCounter::frames`], for assertion messages.
     pub fn describe(&self) -> String {
-        let frames = self.frames();
+        let frames: Vec<Frame> = lock(&self.shared.frames)
+            .iter()
+            .filter(|f| counts(f))
+            .cloned()
+            .collect();
         let mut s = format!(
             "{} frame(s) from the far end on {} in {}",
             frames.len(),
             self.interface,
             self.namespace
         );
+        let lost = self.overflowed();
+        if lost > 0 {
+            s.push_str(&format!(" ({lost} more not recorded: overflow)"));
+        }
         for f in frames {
             s.push_str("\n  ");
             s.push_str(&f.to_string());
@@ -215,7 +256,13 @@ fn capture_loop(fd: std::os::fd::OwnedFd, shared: &Shared) {
         match sys::recv_packet(fd.as_fd(), &mut buf) {
             Ok((len, pkttype)) => {
                 let frame = Frame::decode(&buf[..len.min(buf.len())], pkttype, len);
-                lock(&shared.frames).push(frame);
+                let mut frames = lock(&shared.frames);
+                if frames.len() < MAX_FRAMES {
+                    frames.push(frame);
+                } else {
+                    shared.overflow.fetch_add(1, Ordering::SeqCst);
+                }
+                drop(frames);
                 *lock(&shared.last_frame) = Instant::now();
             }
             Err(e)

@@ -282,30 +282,23 @@ impl Frame {
 
     /// Whether this is background chatter a network stack sends on its own, not caused by
     /// any test traffic: MLD queries/reports, router solicitations/advertisements, duplicate
-    /// address detection (neighbour solicitation from `::`), IGMP, and IPv6 packets to
-    /// `ff02::16`/`ff02::2`.
+    /// address detection (neighbour solicitation from `::`) and IGMP.
     ///
     /// Not noise: ARP requests, neighbour solicitations for an address (from a real source),
-    /// neighbour advertisements, anything unicast. Those are how a leak first shows up.
+    /// neighbour advertisements, and any UDP/TCP/ICMP echo, whatever the destination
+    /// (`ff02::2` included). Those are how a leak shows up.
     pub fn is_noise(&self) -> bool {
         let Payload::Ip {
             src,
-            dst,
             proto,
             transport,
+            ..
         } = self.payload
         else {
             return false;
         };
         if proto == PROTO_IGMP {
             return true;
-        }
-        if let IpAddr::V6(dst6) = dst {
-            // All-MLDv2-routers and all-routers: MLD reports and router solicitations.
-            let d = dst6.segments();
-            if d[0] == 0xff02 && d[1..7] == [0; 6] && (d[7] == 0x16 || d[7] == 0x2) {
-                return true;
-            }
         }
         if let Transport::Icmpv6 { icmp_type, .. } = transport {
             return match icmp_type {
@@ -750,6 +743,17 @@ mod tests {
         assert!(decode(&eth(PEER_MAC, ETHERTYPE_IPV6, &rs), PKT_HOST).is_noise());
         let igmp = ipv4(PROTO_IGMP, [10, 0, 0, 1], [224, 0, 0, 22], &[0x22, 0, 0, 0]);
         assert!(decode(&eth(PEER_MAC, ETHERTYPE_IPV4, &igmp), PKT_HOST).is_noise());
+    }
+
+    #[test]
+    fn udp_to_all_routers_is_not_noise() {
+        let p = ipv6(
+            PROTO_UDP,
+            "fe80::4".parse().unwrap(),
+            "ff02::2".parse().unwrap(),
+            &[0x9c, 0x40, 0, 9, 0, 8, 0, 0],
+        );
+        assert!(!decode(&eth(PEER_MAC, ETHERTYPE_IPV6, &p), PKT_HOST).is_noise());
     }
 
     #[test]
