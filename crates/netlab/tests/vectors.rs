@@ -242,3 +242,104 @@ fn with_privilege_really_drops_capabilities_on_its_thread_only() {
     // ...and the calling thread kept its own capabilities.
     assert!(SocketKind::Raw4Icmp.open().is_ok());
 }
+
+/// A [`cases::Pinning`] that pins nothing: the demo's judgement must catch it.
+struct NotPinning;
+
+impl cases::Pinning for NotPinning {
+    fn describe(&self) -> String {
+        "nothing (negative control)".into()
+    }
+
+    fn pin(
+        &self,
+        _socket: std::os::fd::BorrowedFd<'_>,
+        _interface: &str,
+    ) -> Result<(), cases::PinningError> {
+        Ok(())
+    }
+
+    fn tcp_exchange(
+        &self,
+        _interface: &str,
+        peer: std::net::SocketAddr,
+        timeout: std::time::Duration,
+    ) -> Result<String, cases::PinningError> {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect_timeout(&peer, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    }
+
+    fn udp_exchange(
+        &self,
+        _interface: &str,
+        peer: std::net::SocketAddr,
+        timeout: std::time::Duration,
+    ) -> Result<String, cases::PinningError> {
+        let any: std::net::SocketAddr = if peer.is_ipv4() {
+            "0.0.0.0:0".parse()?
+        } else {
+            "[::]:0".parse()?
+        };
+        let socket = std::net::UdpSocket::bind(any)?;
+        socket.set_read_timeout(Some(timeout))?;
+        socket.send_to(b"who are you?", peer)?;
+        let mut buf = [0u8; 64];
+        let (len, _) = socket.recv_from(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
+    }
+
+    fn tcp_listener(
+        &self,
+        _interface: &str,
+        addr: std::net::SocketAddr,
+    ) -> Result<std::net::TcpListener, cases::PinningError> {
+        Ok(std::net::TcpListener::bind(addr)?)
+    }
+
+    fn udp_socket(
+        &self,
+        _interface: &str,
+        addr: std::net::SocketAddr,
+    ) -> Result<std::net::UdpSocket, cases::PinningError> {
+        Ok(std::net::UdpSocket::bind(addr)?)
+    }
+}
+
+#[test]
+fn the_demo_judgement_catches_sockets_that_are_not_pinned() {
+    if !netlab::require_privileged("the_demo_judgement_catches_sockets_that_are_not_pinned") {
+        return;
+    }
+    let lab = DemoLab::new().expect("building the demo lab");
+    let plan: Vec<_> = cases::plan()
+        .into_iter()
+        .filter(|c| c.section.is_promise())
+        .collect();
+    let report = lab.run(&plan, &NotPinning, &mut |_| {}).expect("running");
+    assert!(!report.summary.ok, "{:#?}", report.summary);
+    for case in &report.cases {
+        // Egress to routed addresses: the table sends it out of the front panel, where it is
+        // counted. (Unscoped link-local is left out: where it goes without a pin is up to the
+        // kernel's choice among the fe80::/64 routes, not a property of the judgement.)
+        let routed = case.spec.section == Section::Pinned && !case.spec.id.ends_with("linklocal");
+        // Ingress: unpinned sockets accept what arrives from the front.
+        if routed || case.spec.section == Section::Ingress {
+            assert_eq!(
+                case.verdict,
+                Verdict::Leaked,
+                "{}: {}",
+                case.spec.id,
+                case.outcome
+            );
+            assert!(!case.ok, "{}", case.spec.id);
+        }
+        if routed {
+            assert!(case.frames.front > 0, "{}", case.spec.id);
+        }
+    }
+    assert!(report.summary.promises_kept <= 2, "{:#?}", report.summary);
+}
