@@ -39,6 +39,10 @@ pub const SETTLE_MAX: Duration = Duration::from_secs(3);
 struct Shared {
     frames: Mutex<Vec<Frame>>,
     last_frame: Mutex<Instant>,
+    /// Last time the capture thread found its socket empty (a receive timed out).
+    last_idle: Mutex<Instant>,
+    /// Frames the kernel dropped because the socket buffer was full.
+    kernel_drops: std::sync::atomic::AtomicUsize,
     stop: AtomicBool,
     error: Mutex<Option<String>>,
     overflow: std::sync::atomic::AtomicUsize,
@@ -65,6 +69,8 @@ impl FrameCounter {
         let shared = Arc::new(Shared {
             frames: Mutex::new(Vec::new()),
             last_frame: Mutex::new(Instant::now()),
+            last_idle: Mutex::new(Instant::now()),
+            kernel_drops: std::sync::atomic::AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             error: Mutex::new(None),
             overflow: std::sync::atomic::AtomicUsize::new(0),
@@ -93,8 +99,8 @@ impl FrameCounter {
     }
 
     /// Waits until no frame has arrived for [`SETTLE_QUIET`] (and at least that long from
-    /// now), at most [`SETTLE_MAX`]. Afterwards every frame sent before the call has been
-    /// recorded.
+    /// now) and the capture thread has since found its socket empty, at most [`SETTLE_MAX`].
+    /// Afterwards every frame sent before the call has been recorded.
     pub fn settle(&self) {
         self.settle_for(SETTLE_QUIET);
     }
@@ -105,9 +111,14 @@ impl FrameCounter {
         loop {
             std::thread::sleep(Duration::from_millis(10));
             let now = Instant::now();
-            let last = *lock(&self.shared.last_frame);
-            let quiet_since = last.max(start);
-            if now.duration_since(quiet_since) >= quiet || now.duration_since(start) >= SETTLE_MAX {
+            let quiet_since = (*lock(&self.shared.last_frame)).max(start);
+            // The capture thread itself saw an empty queue after the last frame: nothing is
+            // waiting unread in the socket (it was scheduled, not just slow).
+            let drained = *lock(&self.shared.last_idle) > quiet_since;
+            let stopped = self.thread.as_ref().is_none_or(JoinHandle::is_finished);
+            if (now.duration_since(quiet_since) >= quiet && (drained || stopped))
+                || now.duration_since(start) >= SETTLE_MAX
+            {
                 return;
             }
         }
@@ -174,12 +185,35 @@ impl FrameCounter {
         self.count(|f| f.involves(ip))
     }
 
+    /// Removes every recorded frame and returns those [`FrameCounter::frames`] would have
+    /// returned (far end, no noise), in one step: no frame can slip between a count and a
+    /// [`FrameCounter::clear`].
+    pub fn take(&self) -> Vec<Frame> {
+        self.take_all().into_iter().filter(counts).collect()
+    }
+
+    /// Removes and returns every recorded frame (both directions, noise included).
+    ///
+    /// # Panics
+    /// Like [`FrameCounter::count`], if frames were lost.
+    pub fn take_all(&self) -> Vec<Frame> {
+        let mut frames = self.frames_guard();
+        std::mem::take(&mut *frames)
+    }
+
     /// Forgets every frame recorded so far (call [`FrameCounter::settle`] first so late
     /// frames of the previous step do not count in the next one).
     pub fn clear(&self) {
         let mut frames = lock(&self.shared.frames);
         frames.clear();
         self.shared.overflow.store(0, Ordering::SeqCst);
+        self.shared.kernel_drops.store(0, Ordering::SeqCst);
+    }
+
+    /// How many frames the kernel dropped before this counter could read them (socket
+    /// buffer full). Queries panic while this is not zero.
+    pub fn kernel_drops(&self) -> usize {
+        self.shared.kernel_drops.load(Ordering::SeqCst)
     }
 
     /// How many frames were not kept because [`MAX_FRAMES`] were already recorded.
@@ -202,6 +236,14 @@ impl FrameCounter {
             self.interface,
             self.namespace
         );
+        let dropped = self.kernel_drops();
+        assert!(
+            dropped == 0,
+            "netlab: the kernel dropped {dropped} frames on the capture socket on {} in {} \
+             (receive buffer full); counts would be wrong",
+            self.interface,
+            self.namespace
+        );
         frames
     }
 
@@ -221,6 +263,10 @@ impl FrameCounter {
         let lost = self.overflowed();
         if lost > 0 {
             s.push_str(&format!(" ({lost} more not recorded: overflow)"));
+        }
+        let dropped = self.kernel_drops();
+        if dropped > 0 {
+            s.push_str(&format!(" ({dropped} dropped by the kernel)"));
         }
         for f in frames {
             s.push_str("\n  ");
@@ -252,6 +298,7 @@ fn counts(f: &Frame) -> bool {
 
 fn capture_loop(fd: std::os::fd::OwnedFd, shared: &Shared) {
     let mut buf = vec![0u8; 65536];
+    let mut since_drop_check = 0u32;
     while !shared.stop.load(Ordering::Relaxed) {
         match sys::recv_packet(fd.as_fd(), &mut buf) {
             Ok((len, pkttype)) => {
@@ -264,6 +311,11 @@ fn capture_loop(fd: std::os::fd::OwnedFd, shared: &Shared) {
                 }
                 drop(frames);
                 *lock(&shared.last_frame) = Instant::now();
+                since_drop_check += 1;
+                if since_drop_check >= 256 {
+                    since_drop_check = 0;
+                    check_drops(&fd, shared);
+                }
             }
             Err(e)
                 if matches!(
@@ -271,17 +323,33 @@ fn capture_loop(fd: std::os::fd::OwnedFd, shared: &Shared) {
                     std::io::ErrorKind::WouldBlock
                         | std::io::ErrorKind::TimedOut
                         | std::io::ErrorKind::Interrupted
-                ) => {}
+                ) =>
+            {
+                check_drops(&fd, shared);
+                *lock(&shared.last_idle) = Instant::now();
+            }
             Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
                 // The interface went down or away; keep the thread alive (it may come back
                 // up) but do not spin.
                 std::thread::sleep(POLL);
+                *lock(&shared.last_idle) = Instant::now();
             }
             Err(e) => {
                 *lock(&shared.error) = Some(e.to_string());
                 return;
             }
         }
+    }
+}
+
+/// Adds the kernel's drop count for the capture socket to `shared.kernel_drops`.
+fn check_drops(fd: &std::os::fd::OwnedFd, shared: &Shared) {
+    match sys::packet_drops(fd.as_fd()) {
+        Ok(0) => {}
+        Ok(n) => {
+            shared.kernel_drops.fetch_add(n as usize, Ordering::SeqCst);
+        }
+        Err(e) => *lock(&shared.error) = Some(format!("PACKET_STATISTICS: {e}")),
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! * [`setns_net`]: `setns(2)` with `CLONE_NEWNET`, usable between `fork` and `exec`
 //!   (async-signal-safe, no allocation).
-//! * [`packet_socket`] / [`recv_packet`]: an `AF_PACKET` / `SOCK_RAW` socket bound to one
-//!   interface, and `recvfrom(2)` returning the `sll_pkttype` of each frame.
+//! * [`packet_socket`] / [`recv_packet`] / [`packet_drops`]: an `AF_PACKET` / `SOCK_RAW` socket bound to one
+//!   interface, `recvfrom(2)` returning the `sll_pkttype` of each frame, and the kernel's drop
+//!   count for it.
 //!
 //! Everything above this module is safe code.
 
@@ -63,8 +64,18 @@ pub(crate) fn packet_socket(ifindex: u32, timeout: Duration) -> io::Result<Owned
     // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
 
-    let rcvbuf: libc::c_int = 4 << 20;
-    setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf)?;
+    // SO_RCVBUFFORCE (CAP_NET_ADMIN) goes past net.core.rmem_max; SO_RCVBUF is the fallback.
+    let rcvbuf: libc::c_int = 8 << 20;
+    if setsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        &rcvbuf,
+    )
+    .is_err()
+    {
+        setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf)?;
+    }
     let tv = libc::timeval {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_usec: timeout.subsec_micros() as libc::suseconds_t,
@@ -147,4 +158,26 @@ pub(crate) fn enter_netns_before_exec(
             setns_net(raw)
         });
     }
+}
+
+/// `getsockopt(SOL_PACKET, PACKET_STATISTICS)`: how many frames the kernel dropped on this
+/// packet socket (receive buffer full) since the last call. Reading resets the counters.
+pub(crate) fn packet_drops(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: tpacket_stats is plain old data; all-zero is a valid value.
+    let mut stats: libc::tpacket_stats = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: stats/len describe a writable tpacket_stats of the given size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&raw mut stats).cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stats.tp_drops)
 }

@@ -246,6 +246,40 @@ fn ipv6_leak_is_counted_including_neighbour_discovery() {
 }
 
 #[test]
+fn settle_records_every_frame_of_a_burst() {
+    if !netlab::require_privileged("settle_records_every_frame_of_a_burst") {
+        return;
+    }
+    let chassis = Chassis::new().expect("chassis");
+    let front = chassis.front_counter().expect("front counter");
+    let dst = SocketAddr::new(chassis.peer_v4(Peer::Front), 9);
+    const BURST: usize = 2000;
+    chassis
+        .host()
+        .run(|| {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            for i in 0..BURST {
+                s.send_to(&(i as u32).to_be_bytes(), dst).unwrap();
+            }
+        })
+        .unwrap();
+    front.settle();
+    let is_burst = |f: &netlab::Frame| f.dst_ip() == Some(dst.ip()) && f.dst_port() == Some(9);
+    assert_eq!(front.kernel_drops(), 0);
+    assert_eq!(
+        front.count(is_burst),
+        BURST,
+        "{} frames total",
+        front.total()
+    );
+    // take() empties the counter in the same step.
+    let taken = front.take();
+    assert_eq!(taken.iter().filter(|f| is_burst(f)).count(), BURST);
+    assert_eq!(front.total(), 0);
+    assert!(front.all_frames().is_empty());
+}
+
+#[test]
 fn counter_on_unknown_interface_is_a_clear_error() {
     if !netlab::require_privileged("counter_on_unknown_interface_is_a_clear_error") {
         return;
