@@ -9,8 +9,18 @@
 use netlab::cases::{self, BarePinning, CaseReport, DemoLab, Section, Verdict};
 use netlab::vectors::{self, Answer, Documented, Privilege, SocketKind, Vector};
 
-fn run_section(section: Section) -> (DemoLab, Vec<CaseReport>) {
+/// Interface indexes of the chassis, read before the cases run (the last finding deletes ctl0).
+struct Indexes {
+    ctl0: u32,
+    eth1: u32,
+}
+
+fn run_section(section: Section) -> (Indexes, Vec<CaseReport>) {
     let lab = DemoLab::new().expect("building the demo lab");
+    let indexes = Indexes {
+        ctl0: lab.chassis().ctl0_index().expect("ctl0 index"),
+        eth1: lab.chassis().eth1_index().expect("eth1 index"),
+    };
     let plan: Vec<_> = cases::plan()
         .into_iter()
         .filter(|c| c.section == section || c.section == Section::NegativeControl)
@@ -24,7 +34,7 @@ fn run_section(section: Section) -> (DemoLab, Vec<CaseReport>) {
         .into_iter()
         .filter(|c| c.spec.section == section)
         .collect();
-    (lab, cases)
+    (indexes, cases)
 }
 
 /// The negative controls run in every lab: `bind()`-only sockets must be seen leaving the front
@@ -64,8 +74,8 @@ fn vectors_recorded_as_leaking_leave_through_the_front_panel() {
     if !netlab::require_privileged("vectors_recorded_as_leaking_leave_through_the_front_panel") {
         return;
     }
-    let (lab, cases) = run_section(Section::KernelFinding);
-    let eth1 = lab.chassis().eth1_index().expect("eth1 index");
+    let (indexes, cases) = run_section(Section::KernelFinding);
+    let eth1 = indexes.eth1;
     let mut checked = 0;
     for vector in Vector::ALL {
         let info = vector.info();
@@ -99,6 +109,31 @@ fn vectors_recorded_as_leaking_leave_through_the_front_panel() {
         assert_eq!(case.frames.ctl0, 0, "{}: {case:?}", info.id);
     }
     assert_eq!(checked, 14);
+    // kernel-facts: "interface deleted, then a different device created with the old ifindex:
+    // old sockets now send out the new device; getsockopt(BTD) returns the new name".
+    let reuse = cases
+        .iter()
+        .find(|c| c.spec.id == "finding-ifindex-reuse")
+        .expect("ifindex reuse case");
+    assert_eq!(reuse.verdict, Verdict::Leaked, "{}", reuse.outcome);
+    assert!(
+        reuse
+            .front_frames
+            .iter()
+            .any(|f| f.starts_with("reuse0: ") && f.contains("10.99.7.2")),
+        "the old socket's traffic on the new device: {:?}",
+        reuse.front_frames
+    );
+    assert!(
+        reuse.outcome.contains("socket now bound to reuse0"),
+        "{}",
+        reuse.outcome
+    );
+    assert_eq!(
+        reuse.frames.ctl0, 1,
+        "before the deletion it used ctl0: {}",
+        reuse.outcome
+    );
     // The silent rebinds: the socket is now bound to eth1 (kernel-facts: the link-local bind()
     // "silently rebinds the socket to eth1"; a privileged SO_BINDTODEVICE changes it openly).
     for vector in [Vector::V6BindLinkLocal, Vector::RebindPrivileged] {
@@ -118,8 +153,8 @@ fn vectors_recorded_as_refused_are_refused_and_send_nothing_on_the_front_panel()
     ) {
         return;
     }
-    let (lab, cases) = run_section(Section::KernelFinding);
-    let ctl0 = lab.chassis().ctl0_index().expect("ctl0 index");
+    let (indexes, cases) = run_section(Section::KernelFinding);
+    let ctl0 = indexes.ctl0;
     let mut checked = 0;
     for vector in Vector::ALL {
         let info = vector.info();
@@ -163,7 +198,7 @@ fn controls_recorded_as_not_leaking_go_out_of_ctl0() {
     if !netlab::require_privileged("controls_recorded_as_not_leaking_go_out_of_ctl0") {
         return;
     }
-    let (_lab, cases) = run_section(Section::KernelFinding);
+    let (_, cases) = run_section(Section::KernelFinding);
     let mut checked = 0;
     for vector in Vector::ALL {
         let info = vector.info();
@@ -202,7 +237,7 @@ fn honest_sockets_pinned_by_index_do_not_leak_and_refuse_front_ingress() {
         return;
     }
     for section in [Section::Pinned, Section::Ingress] {
-        let (_lab, cases) = run_section(section);
+        let (_, cases) = run_section(section);
         assert!(!cases.is_empty());
         for case in cases {
             assert!(

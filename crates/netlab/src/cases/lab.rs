@@ -8,18 +8,21 @@ use std::net::{
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use super::{
     CaseError, CaseKind, CaseReport, CaseSpec, EXCHANGE_TIMEOUT, Family, INGRESS_PORT, LinkFrames,
     Pinning, PinningError, Report, SERVICE_PORT, SETTLE, Summary, Verdict,
 };
-use crate::chassis::{Chassis, Served};
+use crate::chassis::{Chassis, Peer, Served};
 use crate::counter::FrameCounter;
 use crate::frame::Frame;
 use crate::responder::Proto;
 use crate::vectors::{self, Documented, LinkIndex, Target, VECTOR_MARK, Vector};
 
+/// The device `finding-ifindex-reuse` creates with ctl0's old index, and its far end (in front).
+const REUSE_IF: &str = "reuse0";
+const REUSE_PEER_IF: &str = "peer-reuse0";
 /// How many decoded front-link frames a report keeps per case.
 const FRAMES_SHOWN: usize = 6;
 /// The routing table [`vectors::VECTOR_MARK`] is sent to (out of the front panel).
@@ -200,6 +203,7 @@ impl DemoLab {
             CaseKind::IngressTcp => self.ingress_tcp(&mut report, pinning)?,
             CaseKind::IngressUdp => self.ingress_udp(&mut report, pinning)?,
             CaseKind::Vector(vector) => self.vector(&mut report, vector, pinning, target)?,
+            CaseKind::IndexReuse => self.index_reuse(&mut report, pinning)?,
         }
         report.ok = report.verdict.is_good_for(case.section);
         Ok(report)
@@ -395,6 +399,78 @@ impl DemoLab {
         report.documented = Some(info.documented);
         report.kernel_facts = Some(info.kernel_facts);
         report.attempt = Some(attempt);
+        Ok(())
+    }
+}
+
+impl DemoLab {
+    /// `kernel-facts.md`: "interface deleted, then a different device created with the old
+    /// ifindex: old sockets now send out the new device". A UDP socket pinned to ctl0 sends once
+    /// (out of ctl0), ctl0 is deleted, a new veth whose far end is in the front namespace is
+    /// created with ctl0's old index, and the same socket sends again. The frames on that new
+    /// link (counted at its front end) are reported in the front column, with those on eth1
+    /// (the kernel's ICMP error when the front's answer comes back through eth1).
+    fn index_reuse(&self, report: &mut CaseReport, pinning: &dyn Pinning) -> Result<(), CaseError> {
+        let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+        let to = SocketAddr::new(IpAddr::V4(Chassis::CONTROL_V4), SERVICE_PORT);
+        let socket = self
+            .chassis
+            .host()
+            .run(|| pinning.udp_socket(Chassis::CTL0, any))?
+            .map_err(|e| setup(report, format!("pinned UDP socket: {e}")))?;
+        let before = socket.send_to(vectors::PAYLOAD, to);
+        self.count_into(report);
+        let on_ctl0_before = report.frames.ctl0;
+        let old_index = self.chassis.ctl0_index()?;
+        self.chassis.delete_ctl0()?;
+        self.chassis
+            .add_host_link(REUSE_IF, Some(old_index), Peer::Front, REUSE_PEER_IF)?;
+        let new_link = FrameCounter::open(self.chassis.front(), REUSE_PEER_IF)?;
+        let after = socket.send_to(vectors::PAYLOAD, to);
+        // Keep the socket open while the answers arrive (see `vector`).
+        new_link.settle_for(SETTLE);
+        self.front.settle_for(SETTLE);
+        let device = SockRef::from(&socket)
+            .device()
+            .ok()
+            .flatten()
+            .map(|name| String::from_utf8_lossy(&name).into_owned())
+            .unwrap_or_else(|| "nothing".into());
+        drop(socket);
+        new_link.settle_for(SETTLE);
+        let on_new_link = new_link.total();
+        report.frames = LinkFrames {
+            ctl0: on_ctl0_before,
+            front: on_new_link + self.front.total(),
+        };
+        report.front_frames = new_link
+            .frames()
+            .iter()
+            .map(|f| format!("{REUSE_IF}: {f}"))
+            .chain(self.front.frames().iter().map(|f| format!("eth1: {f}")))
+            .take(FRAMES_SHOWN)
+            .collect();
+        self.front.clear();
+        let answer = |r: &std::io::Result<usize>| match r {
+            Ok(_) => "accepted".to_owned(),
+            Err(e) => vectors::Errno::from_io_error(e).to_string(),
+        };
+        report.outcome = format!(
+            "before: {} ({on_ctl0_before} frame(s) on ctl0); after ctl0 was deleted and {REUSE_IF} \
+             took index {old_index}: {}, socket now bound to {device}, {on_new_link} frame(s) \
+             on the new link to the front",
+            answer(&before),
+            answer(&after),
+        );
+        let leaked = report.frames.front > 0;
+        report.verdict = if leaked {
+            Verdict::Leaked
+        } else {
+            Verdict::NoLeak
+        };
+        report.documented = Some(Documented::Leaks);
+        report.kernel_facts = Some(vectors::LEAKS_TABLE);
+        report.as_documented = Some(leaked);
         Ok(())
     }
 }

@@ -137,6 +137,7 @@ enum CaseKind {
     IngressTcp,
     IngressUdp,
     Vector(Vector),
+    IndexReuse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +147,8 @@ enum Family {
     LinkLocal,
 }
 
-/// Every case of the demo, in the order it runs.
+/// Every case of the demo, in the order it runs. The last one, `finding-ifindex-reuse`,
+/// deletes `ctl0`: nothing can run on the lab after it.
 pub fn plan() -> Vec<CaseSpec> {
     let mut cases = Vec::new();
     let mut add = |id: String, section, title: String, privilege, kind| {
@@ -219,6 +221,14 @@ pub fn plan() -> Vec<CaseSpec> {
             CaseKind::Vector(vector),
         );
     }
+    add(
+        "finding-ifindex-reuse".into(),
+        Section::KernelFinding,
+        "ctl0 deleted, a new device to the front gets its index; the pinned socket sends again"
+            .into(),
+        Privilege::NetAdmin,
+        CaseKind::IndexReuse,
+    );
     cases
 }
 

@@ -299,6 +299,11 @@ impl Errno {
         }
     }
 
+    /// The errno of an I/O error (`ETIMEDOUT` for a timeout without one, `EIO` otherwise).
+    pub fn from_io_error(err: &io::Error) -> Self {
+        Self::from_io(err)
+    }
+
     fn from_io(err: &io::Error) -> Self {
         // Errors built here without an errno (e.g. a timeout) are reported as EIO.
         Self(err.raw_os_error().unwrap_or(match err.kind() {
@@ -448,7 +453,8 @@ pub struct VectorInfo {
     pub kernel_facts: &'static str,
 }
 
-const LEAKS_TABLE: &str = "Ways a BTD-bound socket still leaks";
+/// The `kernel-facts.md` table the leaking vectors come from.
+pub const LEAKS_TABLE: &str = "Ways a BTD-bound socket still leaks";
 const REFUSED_LINE: &str = "Rejected with EINVAL once BTD is set";
 const NOT_LEAKING_LINE: &str = "Not leaking";
 const PRIVILEGES: &str = "Privileges: changing an existing binding needs CAP_NET_RAW";
