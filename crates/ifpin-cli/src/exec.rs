@@ -1,12 +1,175 @@
-//! `ifpin exec`.
+//! `ifpin exec`: run a program, and everything it starts, confined to one interface.
+//!
+//! Parse (clap), resolve (the interface, from `-i` or from a policy plane; the program), act
+//! (`ifpin::exec::run`), report. The report goes to stderr, so the program's own stdout stays
+//! usable in pipes: as text, or with `--json` as one JSON object on one line; `--report FILE`
+//! also writes the JSON object to FILE. ifpin exits with the program's status.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use ifpin::exec::{self, ExecOptions, Program, SignalForwarding};
+use ifpin::policy::Policy;
+use ifpin::{Interface, Level};
 
 /// Arguments of `ifpin exec`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+#[command(
+    about = "Run a program, and everything it starts, confined to one interface",
+    long_about = "Run a program, and everything it starts (static binaries, children, daemons \
+that double-fork), so that no IP packet of theirs leaves or enters through any interface but \
+one, whatever they do with their sockets.\n\n\
+Levels (each adds to the one before):\n  \
+pinned    every IPv4/IPv6 socket created by the program is bound to the interface (honest code stays)\n  \
+enforced  a cgroup BPF filter drops every packet leaving or arriving through another interface, and counts it\n  \
+sealed    (default) the program cannot unpin or steer its sockets (setsockopt guard), loses CAP_NET_RAW, \
+CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF (even as root: no raw or packet sockets), and the filter closes \
+the moment the interface disappears or its index changes hands, reopening when the name returns\n\n\
+Loopback is closed unless --allow-loopback: a socket pinned to an interface cannot reach 127.0.0.1.\n\n\
+On exit, a report on stderr: the level held, the interface, packets blocked per direction, refused \
+setsockopt calls, link events. ifpin exits with the program's status (128+N if a signal N killed it), \
+or 2 if it could not start it (nothing is left behind). It forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, \
+SIGUSR1 and SIGUSR2 to the program and waits until every process it started has exited. If ifpin is \
+killed, the program stays confined; `ifpin exec --cleanup` later removes what is left.",
+    after_help = "Examples:\n  \
+ifpin exec -i ctl0 -- curl http://10.0.0.2/\n  \
+ifpin exec -i ctl0 --level enforced --json -- ./daemon --foreground\n  \
+ifpin exec --policy chassis.toml --plane control -- python3 agent.py\n  \
+ifpin exec --cleanup"
+)]
+pub struct Args {
+    /// The interface to confine the program to: a name (`ctl0`) or an index (`3`).
+    #[arg(
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        required_unless_present_any = ["policy", "cleanup"],
+        conflicts_with = "policy"
+    )]
+    interface: Option<String>,
+
+    /// A policy file (TOML): take the interface of the plane named by --plane.
+    #[arg(long, value_name = "FILE", requires = "plane")]
+    policy: Option<PathBuf>,
+
+    /// The control plane of --policy whose interface to use.
+    #[arg(long, value_name = "NAME", requires = "policy")]
+    plane: Option<String>,
+
+    /// The guarantee level.
+    #[arg(long, value_name = "LEVEL", default_value = "sealed", value_parser = ["pinned", "enforced", "sealed"])]
+    level: String,
+
+    /// Let loopback (127.0.0.0/8, ::1, the host's own addresses) keep working.
+    #[arg(long)]
+    allow_loopback: bool,
+
+    /// Print the report on stderr as one JSON object (one line) instead of text.
+    #[arg(long)]
+    json: bool,
+
+    /// Also write the report, as JSON, to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+
+    /// Remove the cgroups (and detach the programs) left by runs whose ifpin was killed, then exit.
+    #[arg(long, conflicts_with_all = ["interface", "policy", "command"])]
+    cleanup: bool,
+
+    /// The program to run and its arguments (put `--` before it).
+    #[arg(
+        value_name = "CMD",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required_unless_present = "cleanup"
+    )]
+    command: Vec<OsString>,
+}
 
 /// Runs `ifpin exec`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("ifpin exec is not built yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Before anything else (and before any thread): the forwarded signals must reach the
+    // signalfd, not kill ifpin.
+    let signals = SignalForwarding::new().context("cannot set up signal forwarding")?;
+    if args.cleanup {
+        return cleanup(args.json);
+    }
+
+    // Resolve.
+    let level: Level = args
+        .level
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--level {}: {e}", args.level))?;
+    let interface = resolve_interface(&args)?;
+    let (name, rest) = args
+        .command
+        .split_first()
+        .context("no command given: put the program to run after `--`")?;
+    let program = Program::resolve(name, rest.to_vec())?;
+    let options = ExecOptions {
+        interface,
+        level,
+        allow_loopback: args.allow_loopback,
+    };
+
+    // Act.
+    let outcome = exec::run(&options, &program, Some(&signals))?;
+
+    // Report.
+    let json = serde_json::to_string(&outcome.report).context("cannot serialize the report")?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    if args.json {
+        eprintln!("{json}");
+    } else {
+        eprint!("{}", outcome.report);
+    }
+    Ok(ExitCode::from(outcome.exit_code()))
+}
+
+fn resolve_interface(args: &Args) -> anyhow::Result<Interface> {
+    if let Some(spec) = &args.interface {
+        return Ok(Interface::resolve(spec)?);
+    }
+    let (Some(path), Some(plane_name)) = (&args.policy, &args.plane) else {
+        bail!("give the interface with -i IFACE, or --policy FILE --plane NAME");
+    };
+    let policy = Policy::load(path)?;
+    let plane = policy.plane(plane_name).with_context(|| {
+        let names: Vec<&str> = policy.planes().iter().map(|p| p.name.as_str()).collect();
+        format!(
+            "{}: no plane {plane_name:?} (planes in the file: {})",
+            path.display(),
+            names.join(", ")
+        )
+    })?;
+    plane.interface.resolve().with_context(|| {
+        format!(
+            "{}:{}:{}: plane {:?} names interface {}, which this host does not have",
+            path.display(),
+            plane.interface_at.line,
+            plane.interface_at.column,
+            plane.name,
+            plane.interface
+        )
+    })
+}
+
+fn cleanup(json: bool) -> anyhow::Result<ExitCode> {
+    let removed = exec::cleanup_stale()?;
+    if json {
+        let paths: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
+        println!("{}", serde_json::json!({ "removed": paths }));
+    } else if removed.is_empty() {
+        eprintln!("ifpin exec --cleanup: nothing left behind by earlier runs");
+    } else {
+        for path in &removed {
+            eprintln!("ifpin exec --cleanup: removed {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,5 +7,6 @@
 
 pub mod bpf;
 pub mod iface;
+pub mod process;
 pub mod procfs;
 pub mod socket;

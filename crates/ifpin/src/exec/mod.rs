@@ -1,0 +1,144 @@
+//! Running a whole program, and everything it starts, confined to one interface.
+//!
+//! This is the library side of `ifpin exec`. The steps, each failing with its own error:
+//! 1. **resolve**: the program ([`Program::resolve`]: "command not found" before anything is
+//!    created), the privileges ([`check_privileges`]: which capabilities are missing);
+//! 2. **watch**: open the netlink [`LinkWatch`](crate::linkwatch::LinkWatch) *before* the
+//!    interface is checked one last time, so no change can slip between the two;
+//! 3. **confine**: a fresh cgroup with the level's BPF programs
+//!    ([`Confinement`](crate::confine::Confinement));
+//! 4. **start**: the child writes itself into the cgroup's `cgroup.procs` between `fork` and
+//!    `execve`, and at `sealed` drops `CAP_NET_RAW`, `CAP_NET_ADMIN`, `CAP_SYS_ADMIN` and
+//!    `CAP_BPF` from every set, bounding set included ([`supervise::Started`]);
+//! 5. **supervise**: forward signals, follow the interface (at `sealed`: close the filter when
+//!    it goes away or its index changes hands, reopen it when the name returns), and wait until
+//!    the cgroup is empty, double-forked daemons included;
+//! 6. **close**: read the counters, detach the programs, remove the cgroup; report.
+//!
+//! If ifpin itself is killed, nothing is detached: the programs stay attached to the cgroup
+//! and the program stays confined (fail closed). The next run, or `ifpin exec --cleanup`,
+//! removes cgroups whose supervisor is gone.
+
+mod program;
+mod report;
+mod run;
+pub mod supervise;
+
+use std::io;
+use std::path::PathBuf;
+
+use caps::{CapSet, Capability};
+
+pub use program::Program;
+pub use report::{Blocked, ExitSummary, Report};
+pub use run::{ExecOptions, Outcome, cleanup_stale, run};
+pub use supervise::{FORWARDED_SIGNALS, ForwardedSignal, SignalForwarding, exit_code};
+
+use crate::confine::ConfineError;
+use crate::interface::InterfaceError;
+use crate::level::Level;
+use crate::linkwatch::LinkWatchError;
+
+/// The capabilities a `sealed` program loses, in every set including the bounding set: raw
+/// and packet sockets (`CAP_NET_RAW`), interface, route and BPF changes (`CAP_NET_ADMIN`,
+/// `CAP_BPF`, `CAP_SYS_ADMIN`), and with them any way to unpin or get around the filter.
+pub const SEALED_DROPS: [Capability; 4] = [
+    Capability::CAP_NET_RAW,
+    Capability::CAP_NET_ADMIN,
+    Capability::CAP_SYS_ADMIN,
+    Capability::CAP_BPF,
+];
+
+/// Errors of `exec`, each naming the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The caller lacks capabilities the level needs.
+    #[error(
+        "missing privilege for level {level}: the effective set lacks {} (run as root, or grant them with `setpriv`/`capsh`)",
+        missing.join(", ")
+    )]
+    MissingPrivilege {
+        /// The level asked for.
+        level: Level,
+        /// The capabilities missing, by name.
+        missing: Vec<String>,
+    },
+    /// The capabilities of the calling thread could not be read.
+    #[error("cannot read this process's capabilities")]
+    Caps(#[source] caps::errors::CapsError),
+    /// The program to run was not found or is not executable.
+    #[error("cannot run {command:?}: {reason}")]
+    CommandNotFound {
+        /// The command as given.
+        command: String,
+        /// Why it cannot be run.
+        reason: String,
+    },
+    /// The interface could not be resolved or checked.
+    #[error(transparent)]
+    Interface(#[from] InterfaceError),
+    /// The interface changed between resolving it and starting the program.
+    #[error("interface {interface} changed while the program was being started ({change}); try again")]
+    InterfaceChanged {
+        /// The interface as resolved.
+        interface: String,
+        /// What changed.
+        change: String,
+    },
+    /// The confinement (cgroup, BPF programs, maps) failed.
+    #[error(transparent)]
+    Confine(#[from] ConfineError),
+    /// A cgroup file could not be opened, read or written.
+    #[error("cgroup file {}", path.display())]
+    Cgroup {
+        /// The file.
+        path: PathBuf,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
+    /// The program could not be started (after it was found: `fork`, entering the cgroup,
+    /// dropping capabilities, or `execve` failed).
+    #[error("starting {program} failed (while entering the cgroup, dropping capabilities or executing it)")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// A system call of the supervisor failed.
+    #[error("{call} failed")]
+    Sys {
+        /// The call.
+        call: &'static str,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
+    /// The link watch failed.
+    #[error(transparent)]
+    LinkWatch(#[from] LinkWatchError),
+}
+
+/// Checks that the calling thread has the effective capabilities `level` needs: `CAP_BPF`
+/// (or `CAP_SYS_ADMIN`) and `CAP_NET_ADMIN` to load and attach the cgroup programs, and at
+/// `sealed` `CAP_SETPCAP` to drop capabilities from the program's bounding set.
+pub fn check_privileges(level: Level) -> Result<(), ExecError> {
+    let has = |cap| caps::has_cap(None, CapSet::Effective, cap).map_err(ExecError::Caps);
+    let mut missing = Vec::new();
+    if !has(Capability::CAP_NET_ADMIN)? {
+        missing.push("CAP_NET_ADMIN".to_owned());
+    }
+    if !has(Capability::CAP_BPF)? && !has(Capability::CAP_SYS_ADMIN)? {
+        missing.push("CAP_BPF (or CAP_SYS_ADMIN)".to_owned());
+    }
+    if level == Level::Sealed && !has(Capability::CAP_SETPCAP)? {
+        missing.push("CAP_SETPCAP".to_owned());
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ExecError::MissingPrivilege { level, missing })
+    }
+}

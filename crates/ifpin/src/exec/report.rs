@@ -1,0 +1,140 @@
+//! The report of one `exec` run: which level held, on which interface, what was blocked, what
+//! happened to the interface, how the program ended. Printed as text or serialized as JSON.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::supervise::ForwardedSignal;
+use crate::interface::Interface;
+use crate::level::Level;
+use crate::linkwatch::{LinkEvent, LinkEventKind, PinAction};
+
+/// What the confinement blocked, from its BPF counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Blocked {
+    /// Packets the program tried to send through another interface (egress filter drops).
+    pub egress: u64,
+    /// Packets for the program that arrived through another interface (ingress filter drops).
+    pub ingress: u64,
+    /// `setsockopt` calls refused by the guard (unpinning or re-steering attempts; `sealed`).
+    pub setsockopt: u64,
+}
+
+/// How the program ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExitSummary {
+    /// Its exit code, if it exited.
+    pub code: Option<i32>,
+    /// The signal that killed it, if one did (`SIGTERM`, ...).
+    pub signal: Option<String>,
+    /// What `ifpin exec` exits with: the code, or 128 + the signal number.
+    pub status: u8,
+}
+
+/// Everything `ifpin exec` reports when the program's cgroup is empty.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The program as given.
+    pub program: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The level that held for the whole run.
+    pub level: Level,
+    /// The interface pinned at the start (name and index).
+    pub interface: Interface,
+    /// Whether loopback was allowed.
+    pub allow_loopback: bool,
+    /// The index the filter was open for at the end; `None` if it was closed (the interface
+    /// had gone).
+    pub open_for_index_at_exit: Option<u32>,
+    /// How the program ended.
+    pub exit: ExitSummary,
+    /// Milliseconds from the start until the cgroup was empty.
+    pub elapsed_ms: u64,
+    /// Whether processes outlived the program (daemons) and were waited for.
+    pub waited_for_descendants: bool,
+    /// What was blocked.
+    pub blocked: Blocked,
+    /// Changes of the pinned interface seen while the program ran.
+    pub link_events: Vec<LinkEvent>,
+    /// Signals passed on to the program.
+    pub signals_forwarded: Vec<ForwardedSignal>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ended = match (&self.exit.code, &self.exit.signal) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(signal)) => format!("was killed by {signal}"),
+            (None, None) => "ended".to_owned(),
+        };
+        writeln!(
+            f,
+            "ifpin exec: {} (pid {}) {ended} after {:.3} s{}",
+            self.program,
+            self.pid,
+            self.elapsed_ms as f64 / 1000.0,
+            if self.waited_for_descendants {
+                "; waited for the processes it left behind"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(
+            f,
+            "ifpin exec: level held: {} on {}, loopback {}",
+            self.level,
+            self.interface,
+            if self.allow_loopback {
+                "allowed"
+            } else {
+                "closed"
+            }
+        )?;
+        let setsockopt = if self.level == Level::Sealed {
+            format!("; {} setsockopt call(s) refused", self.blocked.setsockopt)
+        } else {
+            String::new()
+        };
+        if self.level == Level::Pinned {
+            writeln!(
+                f,
+                "ifpin exec: blocked: no filter at level pinned (sockets are bound, packets are not counted)"
+            )?;
+        } else {
+            writeln!(
+                f,
+                "ifpin exec: blocked: {} packet(s) leaving, {} arriving through other interfaces{setsockopt}",
+                self.blocked.egress, self.blocked.ingress
+            )?;
+        }
+        if self.link_events.is_empty() {
+            writeln!(f, "ifpin exec: link events: none")?;
+        }
+        for event in &self.link_events {
+            let what = match event.kind {
+                LinkEventKind::Deleted => "deleted",
+                LinkEventKind::Renamed => "renamed, or its index taken by another device",
+                LinkEventKind::IndexTakenOver => "now carries the old index (the pin did not follow it)",
+                LinkEventKind::Returned => "back",
+                LinkEventKind::Resync => "re-read after lost notices",
+            };
+            let action = match event.action {
+                PinAction::Closed => ": filter closed",
+                PinAction::Reopened => ": filter reopened for it",
+                PinAction::None => "",
+            };
+            let index = event
+                .index
+                .map(|i| format!(" (index {i})"))
+                .unwrap_or_default();
+            writeln!(
+                f,
+                "ifpin exec: link event at {} ms: {}{index} {what}{action}",
+                event.at_ms, event.name
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! The whole `exec` run: resolve, watch, confine, start, supervise, close, report.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use super::supervise::{Follow, SignalForwarding, Started, exit_code};
+use super::{Blocked, ExecError, ExitSummary, Program, Report, SEALED_DROPS, check_privileges};
+use crate::confine::{ConfineOptions, Confinement};
+use crate::interface::{Interface, InterfaceChange};
+use crate::level::Level;
+use crate::linkwatch::{LinkTracker, LinkWatch, PinChange};
+use crate::sys::process::CapDrop;
+
+/// How long a failed supervisor waits for a killed cgroup to empty before giving up (and
+/// leaving the programs attached: fail closed).
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// What to run the program under.
+#[derive(Clone, Debug)]
+pub struct ExecOptions {
+    /// The interface to pin to, resolved in the caller's network namespace.
+    pub interface: Interface,
+    /// The guarantee level.
+    pub level: Level,
+    /// Whether loopback keeps working (see [`ConfineOptions::allow_loopback`]).
+    pub allow_loopback: bool,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The program's own exit status.
+    pub status: ExitStatus,
+    /// The report.
+    pub report: Report,
+}
+
+impl Outcome {
+    /// What to exit with: the program's code, or 128 + the signal that killed it.
+    pub fn exit_code(&self) -> u8 {
+        exit_code(self.status)
+    }
+}
+
+/// Runs `program` confined by `options` until it and every process it started have exited.
+///
+/// Pass `signals` (made with [`SignalForwarding::new`] before any thread was started) to
+/// forward `SIGINT`, `SIGTERM`, `SIGHUP`, `SIGQUIT`, `SIGUSR1` and `SIGUSR2` to the program.
+/// On any error before the program started, nothing is left behind.
+pub fn run(
+    options: &ExecOptions,
+    program: &Program,
+    signals: Option<&SignalForwarding>,
+) -> Result<Outcome, ExecError> {
+    check_privileges(options.level)?;
+    // The watch first, then the last check: any change after the check is a notice.
+    let watch = LinkWatch::new()?;
+    match options.interface.check()? {
+        InterfaceChange::Same => {}
+        change => {
+            return Err(ExecError::InterfaceChanged {
+                interface: options.interface.to_string(),
+                change: format!("{change:?}"),
+            });
+        }
+    }
+    let caps = match options.level {
+        Level::Sealed => Some(CapDrop::without(&SEALED_DROPS).map_err(ExecError::Caps)?),
+        _ => None,
+    };
+    let confinement = Confinement::create(ConfineOptions {
+        interface: options.interface.clone(),
+        level: options.level,
+        allow_loopback: options.allow_loopback,
+    })?;
+    let cgroup = confinement.cgroup_path().to_owned();
+    let started = match Started::spawn(program.command(), &cgroup, caps) {
+        Ok(started) => started,
+        Err(err) => {
+            // The child may have been created and failed between fork and exec; it is gone
+            // (std reaps it), so the cgroup is empty and can go.
+            let _ = confinement.close();
+            return Err(err);
+        }
+    };
+    let pid = started.pid();
+
+    let mut apply = |change: &PinChange| -> Result<(), ExecError> {
+        match change {
+            PinChange::Close => confinement.set_interface(None, None)?,
+            PinChange::Reopen { index, name } => {
+                confinement.set_interface(Some(*index), Some(name))?
+            }
+        }
+        Ok(())
+    };
+    let sealed = options.level == Level::Sealed;
+    let tracker = LinkTracker::new(&options.interface);
+    let follow = Follow {
+        watch,
+        tracker: if sealed {
+            tracker
+        } else {
+            tracker.watching_only()
+        },
+        apply: if sealed { Some(&mut apply) } else { None },
+    };
+    let supervised = started.supervise(signals, Some(follow));
+    let supervised = match supervised {
+        Ok(supervised) => supervised,
+        Err(err) => {
+            // Never detach while a process may still be inside: kill them all, and close only
+            // once the cgroup is empty; otherwise the programs stay attached (fail closed).
+            if kill_and_drain(&cgroup) {
+                let _ = confinement.close();
+            }
+            return Err(err);
+        }
+    };
+    let open_for = supervised.link_events.iter().fold(
+        Some(options.interface.index().get()),
+        |open, event| match event.action {
+            crate::linkwatch::PinAction::Closed => None,
+            crate::linkwatch::PinAction::Reopened => event.index,
+            crate::linkwatch::PinAction::None => open,
+        },
+    );
+    let counters = confinement.close()?;
+
+    use std::os::unix::process::ExitStatusExt;
+    let status = supervised.status;
+    let report = Report {
+        program: program.name.to_string_lossy().into_owned(),
+        pid,
+        level: options.level,
+        interface: options.interface.clone(),
+        allow_loopback: options.allow_loopback,
+        open_for_index_at_exit: open_for,
+        exit: ExitSummary {
+            code: status.code(),
+            signal: status.signal().map(signal_name),
+            status: exit_code(status),
+        },
+        elapsed_ms: supervised.elapsed.as_millis() as u64,
+        waited_for_descendants: supervised.waited_for_descendants,
+        blocked: Blocked {
+            egress: counters.egress_blocked,
+            ingress: counters.ingress_blocked,
+            setsockopt: counters.setsockopt_refused,
+        },
+        link_events: supervised.link_events,
+        signals_forwarded: supervised.signals,
+    };
+    Ok(Outcome { status, report })
+}
+
+/// Removes the cgroups of earlier runs whose supervisor is gone; returns their paths.
+pub fn cleanup_stale() -> Result<Vec<PathBuf>, ExecError> {
+    Ok(Confinement::cleanup_stale()?)
+}
+
+fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
+/// Kills every process in `cgroup` and waits up to [`DRAIN`] for it to be empty.
+fn kill_and_drain(cgroup: &Path) -> bool {
+    let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
+    let deadline = Instant::now() + DRAIN;
+    while Instant::now() < deadline {
+        match std::fs::read_to_string(cgroup.join("cgroup.events")) {
+            Ok(events) if events.lines().any(|l| l.trim() == "populated 0") => return true,
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => return false,
+        }
+    }
+    false
+}
