@@ -103,9 +103,14 @@ mod tests {
 
     #[test]
     fn missing_and_non_executable_programs_are_errors() {
-        for bad in ["no-such-program-ifpin", "/no/such/file", "/etc/hostname", "/etc", ""] {
+        let plain = std::env::temp_dir().join(format!("ifpin-not-exec-{}", std::process::id()));
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let plain_str = plain.to_str().unwrap().to_owned();
+        for bad in ["no-such-program-ifpin", "/no/such/file", &plain_str, "/etc", ""] {
             let err = Program::resolve(OsStr::new(bad), vec![]).unwrap_err();
             assert!(matches!(err, ExecError::CommandNotFound { .. }), "{bad}: {err}");
         }
+        std::fs::remove_file(&plain).unwrap();
     }
 }

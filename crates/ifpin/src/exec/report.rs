@@ -45,6 +45,8 @@ pub struct Report {
     pub interface: Interface,
     /// Whether loopback was allowed.
     pub allow_loopback: bool,
+    /// The cgroup the program ran in (removed when the report is made).
+    pub cgroup: std::path::PathBuf,
     /// The index the filter was open for at the end; `None` if it was closed (the interface
     /// had gone).
     pub open_for_index_at_exit: Option<u32>,

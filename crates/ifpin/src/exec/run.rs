@@ -136,6 +136,7 @@ pub fn run(
         level: options.level,
         interface: options.interface.clone(),
         allow_loopback: options.allow_loopback,
+        cgroup,
         open_for_index_at_exit: open_for,
         exit: ExitSummary {
             code: status.code(),

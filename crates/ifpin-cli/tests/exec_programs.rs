@@ -1,0 +1,139 @@
+//! Real programs no one here wrote, under `ifpin exec`: curl, python3, a static busybox, and a
+//! daemon that double-forks. On the chassis topology the URL's address exists behind both
+//! peers and the routing table prefers the front port, so *which* peer answers shows which
+//! interface the program used: `front` unconfined (the negative control), `backplane` when
+//! confined to `ctl0`.
+
+#[path = "exec_support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use netlab::{Chassis, Netns, Process};
+use support::{assert_cgroup_gone, data, exec_in, python3};
+
+const PORT: u16 = 7_401;
+
+/// Starts the labelled HTTP server in `ns` and waits until it listens.
+fn serve_label(ns: &Netns, label: &str) -> Process {
+    let mut cmd = ns.command(python3());
+    cmd.arg(data("label_http.py"))
+        .arg(label)
+        .arg(PORT.to_string())
+        .stdout(Stdio::piped());
+    let process = ns.spawn(&mut cmd).expect("label server starts");
+    let stdout = process.with_child(|c| c.stdout.take()).expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("ready");
+    assert_eq!(line.trim(), "ready");
+    process
+}
+
+fn url() -> String {
+    format!("http://{}:{PORT}/", Chassis::CONTROL_V4)
+}
+
+#[test]
+fn real_programs_reach_the_service_over_the_pinned_interface_only() {
+    if !netlab::require_privileged("real_programs_reach_the_service_over_the_pinned_interface_only")
+    {
+        return;
+    }
+    let chassis = Chassis::new().expect("chassis");
+    let _backplane = serve_label(chassis.backplane(), "backplane");
+    let _front = serve_label(chassis.front(), "front");
+    let front = chassis.front_counter().expect("front counter");
+    let url = url();
+    let py_fetch = format!(
+        "import urllib.request; print(urllib.request.urlopen('{url}', timeout=3).read().decode(), end='')"
+    );
+    let programs: Vec<(&str, Vec<String>)> = vec![
+        ("curl", ["curl", "-s", "--max-time", "3", &url].map(String::from).to_vec()),
+        (
+            "busybox (static)",
+            ["busybox", "wget", "-q", "-T", "3", "-O", "-", &url]
+                .map(String::from)
+                .to_vec(),
+        ),
+        ("python3", vec![python3().to_owned(), "-c".into(), py_fetch]),
+    ];
+    for (what, argv) in &programs {
+        // Negative control: unconfined, the routing table takes it out of the front port.
+        let out = chassis.host().command(&argv[0]).args(&argv[1..]).output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "front",
+            "{what} unconfined should reach the front peer (negative control); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        front.settle();
+        assert!(front.total() > 0, "the front counter saw the unconfined {what}");
+        front.clear();
+
+        for level in ["pinned", "enforced", "sealed"] {
+            let run = exec_in(chassis.host(), &["-i", "ctl0", "--level", level], argv);
+            assert!(run.status.success(), "{what} at {level}: {}\n{}", run.status, run.stderr);
+            assert_eq!(
+                run.stdout.trim(),
+                "backplane",
+                "{what} at {level} should reach the service over ctl0; stderr: {}",
+                run.stderr
+            );
+            front.settle();
+            assert_eq!(
+                front.total(),
+                0,
+                "{what} at {level} put frames on the front link: {}",
+                front.describe()
+            );
+            front.clear();
+            assert_cgroup_gone(&run.cgroup());
+        }
+    }
+}
+
+#[test]
+fn a_double_forking_daemon_stays_confined_and_is_waited_for() {
+    if !netlab::require_privileged("a_double_forking_daemon_stays_confined_and_is_waited_for") {
+        return;
+    }
+    let chassis = Chassis::new().expect("chassis");
+    let _backplane = serve_label(chassis.backplane(), "backplane");
+    let _front = serve_label(chassis.front(), "front");
+    let front = chassis.front_counter().expect("front counter");
+    let out = std::env::temp_dir().join(format!("ifpin-daemon-{}.out", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+    let argv = [
+        python3().to_owned(),
+        data("daemon.py").display().to_string(),
+        url(),
+        out.display().to_string(),
+        Chassis::ETH1.to_owned(),
+        Chassis::CONTROL_V4.to_string(),
+        PORT.to_string(),
+    ];
+
+    let run = exec_in(chassis.host(), &["-i", "ctl0"], &argv);
+    assert!(run.status.success(), "{}\n{}", run.status, run.stderr);
+    // ifpin returned only after the daemon was done: its output is there already.
+    let fetched = std::fs::read_to_string(&out).expect("the daemon wrote its result before ifpin exited");
+    let _ = std::fs::remove_file(&out);
+    assert_eq!(fetched.trim(), "backplane", "the daemon reached the service over ctl0");
+    let report = run.report();
+    assert_eq!(report["waited_for_descendants"], true, "{report}");
+    assert!(report["elapsed_ms"].as_u64().unwrap() >= 500, "{report}");
+    // The daemon's leak attempt was blocked and counted after its parent had exited.
+    assert_eq!(run.blocked("egress"), 1, "{report}");
+    front.settle();
+    assert_eq!(front.total(), 0, "{}", front.describe());
+    assert_cgroup_gone(&run.cgroup());
+
+    // Negative control: unconfined, the same daemon's datagram does reach the front link.
+    let status = chassis.host().command(&argv[0]).args(&argv[1..]).status().unwrap();
+    assert!(status.success());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    front.settle();
+    assert!(front.total() > 0, "the unconfined daemon leaked (negative control)");
+    let _ = std::fs::remove_file(&out);
+}

@@ -1,0 +1,193 @@
+//! `ifpin exec` as a parent: the program's exit status passes through (128+N for a signal),
+//! signals sent to ifpin reach the program, errors exit 2 with a message naming the problem,
+//! and no cgroup is left behind after a normal exit, a signal, or a failed start.
+
+#[path = "exec_support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::Stdio;
+use std::time::Duration;
+
+use netlab::Netns;
+use support::{
+    assert_cgroup_gone, collect, data, exec_command, exec_in, ifpin, ifpin_cgroups_of, python3,
+};
+
+fn status_code(run: &support::Run) -> i32 {
+    run.status
+        .code()
+        .unwrap_or_else(|| panic!("ifpin was killed: {}\n{}", run.status, run.stderr))
+}
+
+#[test]
+fn exit_status_passes_through() {
+    if !netlab::require_privileged("exit_status_passes_through") {
+        return;
+    }
+    let ns = Netns::new("exec-status").expect("netns");
+    for level in ["pinned", "enforced", "sealed"] {
+        let run = exec_in(&ns, &["-i", "lo", "--level", level], &["sh", "-c", "exit 7"]);
+        assert_eq!(status_code(&run), 7, "{}", run.stderr);
+        assert_eq!(run.report()["exit"]["code"], 7);
+        assert_cgroup_gone(&run.cgroup());
+
+        let run = exec_in(&ns, &["-i", "lo", "--level", level], &["sh", "-c", "kill -KILL $$"]);
+        assert_eq!(status_code(&run), 128 + 9, "{}", run.stderr);
+        assert_eq!(run.report()["exit"]["signal"], "SIGKILL");
+        assert_cgroup_gone(&run.cgroup());
+    }
+    let run = exec_in(&ns, &["-i", "lo"], &["true"]);
+    assert_eq!(status_code(&run), 0);
+    assert!(run.stderr.contains("level held: sealed on lo"), "{}", run.stderr);
+}
+
+/// Starts `signals.py` under ifpin and waits for its "ready".
+fn start_signals_program(ns: &Netns) -> (std::process::Child, BufReader<std::process::ChildStdout>, std::path::PathBuf) {
+    let (mut cmd, report) = exec_command(ns, &["-i", "lo"], &[python3(), data("signals.py").to_str().unwrap()]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("ifpin starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    (child, stdout, report)
+}
+
+fn kill(pid: u32, signal: i32) {
+    // SAFETY: sending a signal to a child process this test started.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal})");
+}
+
+#[test]
+fn signals_are_forwarded_to_the_program() {
+    if !netlab::require_privileged("signals_are_forwarded_to_the_program") {
+        return;
+    }
+    let ns = Netns::new("exec-signals").expect("netns");
+    let (mut child, mut stdout, report) = start_signals_program(&ns);
+    let mut seen = Vec::new();
+    for (signal, name) in [
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGTERM, "SIGTERM"),
+    ] {
+        kill(child.id(), signal);
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), name, "the program received what ifpin was sent");
+        seen.push(name);
+    }
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let run = collect(
+        std::process::Output {
+            status: output.status,
+            stdout: Vec::new(),
+            stderr: stderr.into_bytes(),
+        },
+        &report,
+    );
+    assert_eq!(status_code(&run), 42, "the program's own status on SIGTERM; {}", run.stderr);
+    let forwarded: Vec<&str> = run.report()["signals_forwarded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["signal"].as_str().unwrap())
+        .collect();
+    assert_eq!(forwarded, seen);
+    assert_cgroup_gone(&run.cgroup());
+}
+
+#[test]
+fn a_signal_that_kills_the_program_gives_128_plus_n() {
+    if !netlab::require_privileged("a_signal_that_kills_the_program_gives_128_plus_n") {
+        return;
+    }
+    let ns = Netns::new("exec-sigint").expect("netns");
+    let (mut cmd, report) = exec_command(&ns, &["-i", "lo"], &["sleep", "30"]);
+    let child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    kill(child.id(), libc::SIGINT);
+    let run = collect(child.wait_with_output().unwrap(), &report);
+    assert_eq!(status_code(&run), 128 + libc::SIGINT, "{}", run.stderr);
+    assert_eq!(run.report()["exit"]["signal"], "SIGINT");
+    assert_cgroup_gone(&run.cgroup());
+}
+
+#[test]
+fn errors_exit_2_and_leave_nothing_behind() {
+    if !netlab::require_privileged("errors_exit_2_and_leave_nothing_behind") {
+        return;
+    }
+    let ns = Netns::new("exec-errors").expect("netns");
+    let bad_interpreter = std::env::temp_dir().join(format!("ifpin-bad-interp-{}", std::process::id()));
+    std::fs::write(&bad_interpreter, "#!/nonexistent/interpreter\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bad_interpreter, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["-i", "nosuch0", "--", "true"], "no interface nosuch0"),
+        (vec!["-i", "an-interface-name-too-long", "--", "true"], "at most 15 bytes"),
+        (vec!["-i", "lo", "--", "no-such-program-xyz"], "no-such-program-xyz"),
+        (vec!["-i", "lo", "--", "/etc"], "not a regular file"),
+        // Found and executable, but execve fails: the cgroup exists by then and must go.
+        (vec!["-i", "lo", "--", bad_interpreter.to_str().unwrap()], "starting"),
+        (vec!["-i", "lo", "--level", "paranoid", "--", "true"], "paranoid"),
+        (vec!["--", "true"], "--interface"),
+    ];
+    for (args, message) in cases {
+        let child = ns
+            .command(ifpin())
+            .arg("exec")
+            .args(&args)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: expected {message:?} in:\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(ifpin_cgroups_of(pid), Vec::<std::path::PathBuf>::new(), "{args:?} left a cgroup");
+    }
+    std::fs::remove_file(&bad_interpreter).unwrap();
+}
+
+#[test]
+fn missing_capabilities_are_named() {
+    if !netlab::require_privileged("missing_capabilities_are_named") {
+        return;
+    }
+    if !std::path::Path::new("/usr/bin/setpriv").exists() {
+        panic!("setpriv (util-linux) is needed to drop capabilities for this test");
+    }
+    let out = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--bounding-set", "-net_admin,-bpf,-sys_admin", "--"])
+        .arg(ifpin())
+        .args(["exec", "-i", "lo", "--", "true"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for cap in ["CAP_NET_ADMIN", "CAP_BPF"] {
+        assert!(stderr.contains(cap), "{cap} should be named as missing:\n{stderr}");
+    }
+}
+
+#[test]
+fn cleanup_runs() {
+    if !netlab::require_privileged("cleanup_runs") {
+        return;
+    }
+    let out = std::process::Command::new(ifpin())
+        .args(["exec", "--cleanup", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["removed"].is_array());
+}

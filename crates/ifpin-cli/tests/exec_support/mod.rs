@@ -1,0 +1,157 @@
+//! Shared by the `ifpin exec` black-box tests: run the built binary inside a namespace, read
+//! its JSON report, check that nothing was left behind.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output};
+
+use netlab::Netns;
+use serde_json::Value;
+
+/// The `ifpin` binary under test.
+pub fn ifpin() -> &'static str {
+    env!("CARGO_BIN_EXE_ifpin")
+}
+
+/// The Debian python3 (not a pyenv shim: the tests time programs and count their packets).
+pub fn python3() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+/// A test data file.
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/exec_data")
+        .join(name)
+}
+
+/// What one `ifpin exec` run gave.
+#[derive(Debug)]
+pub struct Run {
+    /// ifpin's exit status.
+    pub status: ExitStatus,
+    /// The program's stdout (ifpin writes nothing there).
+    pub stdout: String,
+    /// ifpin's report and the program's stderr.
+    pub stderr: String,
+    /// The JSON report (`--report FILE`), if one was written.
+    pub report: Option<Value>,
+}
+
+impl Run {
+    /// The report; panics with stderr if there is none.
+    pub fn report(&self) -> &Value {
+        self.report
+            .as_ref()
+            .unwrap_or_else(|| panic!("no report; status {}, stderr:\n{}", self.status, self.stderr))
+    }
+
+    /// A blocked counter of the report (`egress`, `ingress`, `setsockopt`).
+    pub fn blocked(&self, which: &str) -> u64 {
+        self.report()["blocked"][which]
+            .as_u64()
+            .unwrap_or_else(|| panic!("report has no blocked.{which}: {}", self.report()))
+    }
+
+    /// The cgroup the run used (from the report).
+    pub fn cgroup(&self) -> PathBuf {
+        PathBuf::from(
+            self.report()["cgroup"]
+                .as_str()
+                .unwrap_or_else(|| panic!("report has no cgroup: {}", self.report())),
+        )
+    }
+}
+
+/// A unique path for a report file (removed by [`collect`]).
+fn report_path() -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "ifpin-exec-test-{}-{}.json",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// A `Command` running `ifpin exec ARGS --report FILE -- CMD...` inside `ns`; returns it and
+/// the report path.
+pub fn exec_command<S: AsRef<OsStr>>(ns: &Netns, args: &[&str], cmd: &[S]) -> (Command, PathBuf) {
+    let report = report_path();
+    let mut c = ns.command(ifpin());
+    c.arg("exec").args(args).arg("--report").arg(&report).arg("--");
+    c.args(cmd);
+    (c, report)
+}
+
+/// Turns an `Output` and a report path into a [`Run`].
+pub fn collect(output: Output, report: &Path) -> Run {
+    let parsed = std::fs::read_to_string(report)
+        .ok()
+        .map(|text| serde_json::from_str(&text).expect("the report is JSON"));
+    let _ = std::fs::remove_file(report);
+    Run {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        report: parsed,
+    }
+}
+
+/// Runs `ifpin exec ARGS -- CMD...` inside `ns` to the end.
+pub fn exec_in<S: AsRef<OsStr>>(ns: &Netns, args: &[&str], cmd: &[S]) -> Run {
+    let (mut c, report) = exec_command(ns, args, cmd);
+    let output = c.output().expect("ifpin runs");
+    collect(output, &report)
+}
+
+/// Panics if `cgroup` still exists (the run left its cgroup, and with it its BPF programs).
+pub fn assert_cgroup_gone(cgroup: &Path) {
+    assert!(
+        !cgroup.exists(),
+        "{} was left behind (with its BPF programs attached)",
+        cgroup.display()
+    );
+}
+
+/// The cgroup2 mount point, from /proc/self/mountinfo.
+pub fn cgroup2_mount() -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    info.lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            if !right.starts_with("cgroup2 ") {
+                return None;
+            }
+            left.split(' ').nth(4).map(PathBuf::from)
+        })
+        .expect("a cgroup2 mount")
+}
+
+/// Every directory under the cgroup2 mount whose path contains `pid` in an `ifpin` name:
+/// what a run of the ifpin process `pid` left behind.
+pub fn ifpin_cgroups_of(pid: u32) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![cgroup2_mount()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.contains("ifpin") && name.contains(&pid.to_string()) {
+                    found.push(path.clone());
+                }
+                stack.push(path);
+            }
+        }
+    }
+    found
+}

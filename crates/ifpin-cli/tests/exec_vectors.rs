@@ -1,0 +1,184 @@
+//! `ifpin exec` against every leak vector of `kernel-facts.md`, at each level, on the chassis
+//! topology: the routing table sends the control destination out of the front port `eth1`,
+//! and the program under test (`exec_data/leak_vectors.py`, run as root) tries each way of
+//! getting a packet there anyway.
+//!
+//! - negative control: without `exec`, every vector puts frames on the front link;
+//! - `pinned`: honest code (a plain connect, the `bind()`-to-an-address fallacy) stays off it;
+//! - `enforced`: no IP-level vector does (AF_PACKET still does: root keeps `CAP_NET_RAW`);
+//! - `sealed`: nothing does;
+//!
+//! and the report's blocked counters match what the program saw refused.
+
+#[path = "exec_support/mod.rs"]
+mod support;
+
+use netlab::{Chassis, FrameCounter, Proto};
+use serde_json::Value;
+use support::{assert_cgroup_gone, data, exec_in, python3};
+
+const PORT: u16 = 7_301;
+
+/// The vectors, and whether each works at the IP level (an AF_PACKET socket does not).
+const VECTORS: &[(&str, bool)] = &[
+    ("tcp4-route", true),
+    ("tcp4-bind-address", true),
+    ("udp4-pktinfo", true),
+    ("ping4-pktinfo", true),
+    ("udp6-v4mapped-pktinfo", true),
+    ("udp6-scope-id", true),
+    ("tcp6-linklocal-bind", true),
+    ("rebind-root", true),
+    ("raw4-pktinfo", true),
+    ("packet", false),
+];
+
+/// Vectors that only send datagrams: every refused send is exactly one dropped packet.
+const DATAGRAM_ONLY: &[&str] = &[
+    "udp4-pktinfo",
+    "ping4-pktinfo",
+    "udp6-v4mapped-pktinfo",
+    "udp6-scope-id",
+    "raw4-pktinfo",
+];
+
+fn vector_args(vector: &str) -> Vec<String> {
+    vec![
+        python3().to_owned(),
+        data("leak_vectors.py").display().to_string(),
+        vector.to_owned(),
+        Chassis::ETH1.to_owned(),
+        Chassis::CONTROL_V4.to_string(),
+        Chassis::CONTROL_V6.to_string(),
+        Chassis::FRONT_LL.to_string(),
+        Chassis::HOST_ETH1_LL.to_string(),
+        Chassis::HOST_CTL0_V4.to_string(),
+        PORT.to_string(),
+    ]
+}
+
+fn parse_program_output(stdout: &str) -> Value {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("the vector program printed no result: {stdout:?}"));
+    serde_json::from_str(line).expect("vector output is JSON")
+}
+
+/// How many send-like steps the kernel refused with `EPERM` (the egress filter's answer).
+fn sends_refused_eperm(result: &Value) -> u64 {
+    result["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            ["sendmsg", "sendto", "send"].contains(&s["call"].as_str().unwrap())
+                && s["result"] == "EPERM"
+        })
+        .count() as u64
+}
+
+fn frames(counter: &FrameCounter) -> usize {
+    counter.settle();
+    let n = counter.total();
+    counter.clear();
+    n
+}
+
+#[test]
+fn every_leak_vector_at_every_level() {
+    if !netlab::require_privileged("every_leak_vector_at_every_level") {
+        return;
+    }
+    let chassis = Chassis::new().expect("chassis");
+    // Unprivileged-style ICMP "ping" sockets, for the ping vector (root's group included).
+    chassis
+        .host()
+        .sysctl("net.ipv4.ping_group_range", "0 2147483647")
+        .expect("sysctl");
+    let _tcp = chassis.serve(Proto::Tcp, PORT).expect("tcp responders");
+    let _udp = chassis.serve(Proto::Udp, PORT).expect("udp responders");
+    let front = chassis.front_counter().expect("front counter");
+    frames(&front);
+
+    let mut table = Vec::new();
+    let mut failures = Vec::new();
+    for &(vector, ip_level) in VECTORS {
+        // Negative control: the same program, not confined, leaks.
+        let out = chassis
+            .host()
+            .command(python3())
+            .args(&vector_args(vector)[1..])
+            .output()
+            .expect("python3 runs");
+        let leaked = frames(&front);
+        let control = parse_program_output(&String::from_utf8_lossy(&out.stdout));
+        table.push(format!("{vector:24} unconfined    {leaked:3} frame(s) {}", control["steps"]));
+        if leaked == 0 {
+            failures.push(format!(
+                "negative control: {vector} without exec put no frame on the front link: {control}"
+            ));
+        }
+
+        for level in ["pinned", "enforced", "sealed"] {
+            let run = exec_in(
+                chassis.host(),
+                &["-i", Chassis::CTL0, "--level", level],
+                &vector_args(vector),
+            );
+            let leaked = frames(&front);
+            assert!(
+                run.status.success(),
+                "{vector} at {level}: ifpin exited {}; stderr:\n{}",
+                run.status,
+                run.stderr
+            );
+            let result = parse_program_output(&run.stdout);
+            assert_eq!(run.report()["level"], level);
+            assert_cgroup_gone(&run.cgroup());
+            let (egress, setsockopt) = (run.blocked("egress"), run.blocked("setsockopt"));
+            table.push(format!(
+                "{vector:24} {level:12} {leaked:3} frame(s) egress-blocked {egress} setsockopt-refused {setsockopt} {}",
+                result["steps"]
+            ));
+            let must_hold = match level {
+                "pinned" => ["tcp4-route", "tcp4-bind-address"].contains(&vector),
+                "enforced" => ip_level,
+                _ => true,
+            };
+            if must_hold && leaked != 0 {
+                failures.push(format!("{vector} at {level}: {leaked} frame(s) on the front link"));
+            }
+            if level == "enforced" && !ip_level && leaked == 0 {
+                failures.push(format!(
+                    "{vector} at enforced: expected the AF_PACKET frames to pass (root keeps CAP_NET_RAW below sealed), saw none: is the vector broken?"
+                ));
+            }
+            if level == "pinned" {
+                continue;
+            }
+            // The report counts what the program saw refused.
+            let refused = sends_refused_eperm(&result);
+            if DATAGRAM_ONLY.contains(&vector) && egress != refused {
+                failures.push(format!(
+                    "{vector} at {level}: report says {egress} packet(s) blocked, the program saw {refused} send(s) refused with EPERM"
+                ));
+            }
+            if egress < refused {
+                failures.push(format!(
+                    "{vector} at {level}: {refused} EPERM sends but only {egress} blocked in the report"
+                ));
+            }
+            let guard_refusals = result["setsockopt_refused"].as_u64().unwrap();
+            let expected_setsockopt = if level == "sealed" { guard_refusals } else { 0 };
+            if setsockopt != expected_setsockopt {
+                failures.push(format!(
+                    "{vector} at {level}: report says {setsockopt} setsockopt refusal(s), expected {expected_setsockopt} (program saw {guard_refusals})"
+                ));
+            }
+        }
+    }
+    eprintln!("{}", table.join("\n"));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
