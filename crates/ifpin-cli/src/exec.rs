@@ -160,16 +160,31 @@ fn resolve_interface(args: &Args) -> anyhow::Result<Interface> {
 }
 
 fn cleanup(json: bool) -> anyhow::Result<ExitCode> {
-    let removed = exec::cleanup_stale()?;
+    let cleanup = exec::cleanup_stale()?;
     if json {
-        let paths: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
-        println!("{}", serde_json::json!({ "removed": paths }));
-    } else if removed.is_empty() {
+        let paths = |list: &[PathBuf]| -> Vec<String> {
+            list.iter().map(|p| p.display().to_string()).collect()
+        };
+        println!(
+            "{}",
+            serde_json::json!({
+                "removed": paths(&cleanup.removed),
+                "left_populated": paths(&cleanup.left_populated),
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cleanup.removed.is_empty() && cleanup.left_populated.is_empty() {
         eprintln!("ifpin exec --cleanup: nothing left behind by earlier runs");
-    } else {
-        for path in &removed {
-            eprintln!("ifpin exec --cleanup: removed {}", path.display());
-        }
+    }
+    for path in &cleanup.removed {
+        eprintln!("ifpin exec --cleanup: removed {}", path.display());
+    }
+    for path in &cleanup.left_populated {
+        eprintln!(
+            "ifpin exec --cleanup: {} still has processes; left confined (run --cleanup again once they exit)",
+            path.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

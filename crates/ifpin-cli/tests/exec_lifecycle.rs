@@ -32,10 +32,8 @@ struct Looping {
 
 impl Looping {
     fn start(chassis: &Chassis, level: &str, mode_args: &[String]) -> Looping {
-        let stop = std::env::temp_dir().join(format!(
-            "ifpin-loop-stop-{}-{level}",
-            std::process::id()
-        ));
+        let stop =
+            std::env::temp_dir().join(format!("ifpin-loop-stop-{}-{level}", std::process::id()));
         let _ = std::fs::remove_file(&stop);
         let mut argv = vec![
             python3().to_owned(),
@@ -43,8 +41,13 @@ impl Looping {
             stop.display().to_string(),
         ];
         argv.extend_from_slice(mode_args);
-        let (mut cmd, report) = exec_command(chassis.host(), &["-i", "ctl0", "--level", level], &argv);
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let (mut cmd, report) =
+            exec_command(chassis.host(), &["-i", "ctl0", "--level", level], &argv);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
@@ -122,11 +125,22 @@ fn take_over_ctl0_index(chassis: &Chassis) -> FrameCounter {
         .unwrap();
     assert_eq!(chassis.host().ifindex("intruder").unwrap(), old_index);
     let counter = FrameCounter::open(chassis.front(), "peer-intr").unwrap();
-    chassis.front().add_addr("peer-intr", "10.30.0.2/24").unwrap();
+    chassis
+        .front()
+        .add_addr("peer-intr", "10.30.0.2/24")
+        .unwrap();
     chassis.host().add_addr("intruder", "10.30.0.1/24").unwrap();
     chassis
         .host()
-        .ip(&["route", "replace", &format!("{}/32", Chassis::CONTROL_V4), "via", "10.30.0.2", "dev", "intruder"])
+        .ip(&[
+            "route",
+            "replace",
+            &format!("{}/32", Chassis::CONTROL_V4),
+            "via",
+            "10.30.0.2",
+            "dev",
+            "intruder",
+        ])
         .unwrap();
     counter
 }
@@ -152,18 +166,34 @@ fn sealed_follows_the_interface_by_name() {
     }
     let chassis = Chassis::new().unwrap();
     let _tcp = chassis.serve(Proto::Tcp, PORT).unwrap();
-    let connect = ["connect".to_owned(), Chassis::CONTROL_V4.to_string(), PORT.to_string()];
+    let connect = [
+        "connect".to_owned(),
+        Chassis::CONTROL_V4.to_string(),
+        PORT.to_string(),
+    ];
     let looping = Looping::start(&chassis, "sealed", &connect);
-    assert!(looping.wait_for(0, "ok backplane", Duration::from_secs(5)), "{:?}", looping.lines_since(0));
+    assert!(
+        looping.wait_for(0, "ok backplane", Duration::from_secs(5)),
+        "{:?}",
+        looping.lines_since(0)
+    );
 
     let intruder = take_over_ctl0_index(&chassis);
     let mark = looping.len();
     std::thread::sleep(Duration::from_millis(1500));
     intruder.settle();
-    assert_eq!(intruder.total(), 0, "frames on the device that took ctl0's index: {}", intruder.describe());
+    assert_eq!(
+        intruder.total(),
+        0,
+        "frames on the device that took ctl0's index: {}",
+        intruder.describe()
+    );
     let during = looping.lines_since(mark);
     assert!(during.len() >= 3, "the program kept trying: {during:?}");
-    assert!(during.iter().all(|l| l.starts_with("err")), "nothing got through: {during:?}");
+    assert!(
+        during.iter().all(|l| l.starts_with("err")),
+        "nothing got through: {during:?}"
+    );
 
     // ctl0 returns under its name, at a new index: new connections work again.
     chassis.host().ip(&["link", "del", "intruder"]).unwrap();
@@ -202,7 +232,11 @@ fn enforced_does_not_follow_the_name_negative_control() {
     }
     let chassis = Chassis::new().unwrap();
     let _tcp = chassis.serve(Proto::Tcp, PORT).unwrap();
-    let connect = ["connect".to_owned(), Chassis::CONTROL_V4.to_string(), PORT.to_string()];
+    let connect = [
+        "connect".to_owned(),
+        Chassis::CONTROL_V4.to_string(),
+        PORT.to_string(),
+    ];
     let looping = Looping::start(&chassis, "enforced", &connect);
     assert!(looping.wait_for(0, "ok backplane", Duration::from_secs(5)));
     let intruder = take_over_ctl0_index(&chassis);
@@ -216,7 +250,10 @@ fn enforced_does_not_follow_the_name_negative_control() {
     assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
     // The events were seen and recorded, but not acted on.
     let kinds = event_kinds(run.report());
-    assert!(kinds.iter().any(|(k, a)| k == "deleted" && a == "none"), "{kinds:?}");
+    assert!(
+        kinds.iter().any(|(k, a)| k == "deleted" && a == "none"),
+        "{kinds:?}"
+    );
     assert_cgroup_gone(&run.cgroup());
 }
 
@@ -237,9 +274,17 @@ fn killing_ifpin_leaves_the_program_confined_and_cleanup_removes_the_rest() {
     ];
     let mut looping = Looping::start(&chassis, "sealed", &pktinfo);
     let pid = looping.pid_line();
-    assert!(looping.wait_for(0, "err EPERM", Duration::from_secs(5)), "{:?}", looping.lines_since(0));
+    assert!(
+        looping.wait_for(0, "err EPERM", Duration::from_secs(5)),
+        "{:?}",
+        looping.lines_since(0)
+    );
     let cgroup_line = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let relative = cgroup_line.lines().find_map(|l| l.strip_prefix("0::")).unwrap().to_owned();
+    let relative = cgroup_line
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap()
+        .to_owned();
     let cgroup = support::cgroup2_mount().join(relative.trim_start_matches('/'));
 
     looping.child.kill().unwrap(); // SIGKILL to ifpin, not to the program
@@ -248,23 +293,40 @@ fn killing_ifpin_leaves_the_program_confined_and_cleanup_removes_the_rest() {
     std::thread::sleep(Duration::from_millis(800));
     let after = looping.lines_since(mark);
     assert!(after.len() >= 3, "the program keeps running: {after:?}");
-    assert!(after.iter().all(|l| l == "err EPERM"), "still blocked: {after:?}");
+    assert!(
+        after.iter().all(|l| l == "err EPERM"),
+        "still blocked: {after:?}"
+    );
     front.settle();
     assert_eq!(front.total(), 0, "{}", front.describe());
     assert!(cgroup.exists());
 
     // While the program lives, cleanup must not pull the programs out from under it.
-    let out = std::process::Command::new(ifpin()).args(["exec", "--cleanup"]).output().unwrap();
+    let out = std::process::Command::new(ifpin())
+        .args(["exec", "--cleanup"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert!(cgroup.exists(), "cleanup removed a cgroup that still had a process");
+    assert!(
+        cgroup.exists(),
+        "cleanup removed a cgroup that still had a process"
+    );
 
     std::fs::write(&looping.stop, "").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = std::process::Command::new(ifpin()).args(["exec", "--cleanup"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(ifpin())
+        .args(["exec", "--cleanup"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_cgroup_gone(&cgroup);
     let _ = std::fs::remove_file(&looping.stop);
 }

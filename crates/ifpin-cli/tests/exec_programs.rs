@@ -49,10 +49,16 @@ fn real_programs_reach_the_service_over_the_pinned_interface_only() {
         "import urllib.request; print(urllib.request.urlopen('{url}', timeout=3).read().decode(), end='')"
     );
     let programs: Vec<(&str, Vec<String>)> = vec![
-        ("curl", ["curl", "-s", "--max-time", "3", &url].map(String::from).to_vec()),
+        (
+            "curl",
+            ["curl", "-s", "--max-time", "3", &url]
+                .map(String::from)
+                .to_vec(),
+        ),
         (
             "busybox (static)",
-            ["busybox", "wget", "-q", "-T", "3", "-O", "-", &url]
+            // (No `-T`: Debian 12's busybox-static wget crashes with it when a connect fails.)
+            ["busybox", "wget", "-q", "-O", "-", &url]
                 .map(String::from)
                 .to_vec(),
         ),
@@ -60,20 +66,34 @@ fn real_programs_reach_the_service_over_the_pinned_interface_only() {
     ];
     for (what, argv) in &programs {
         // Negative control: unconfined, the routing table takes it out of the front port.
-        let out = chassis.host().command(&argv[0]).args(&argv[1..]).output().unwrap();
+        let out = chassis
+            .host()
+            .command(&argv[0])
+            .args(&argv[1..])
+            .output()
+            .unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
             "front",
-            "{what} unconfined should reach the front peer (negative control); stderr: {}",
+            "{what} unconfined should reach the front peer (negative control); {}, stderr: {}",
+            out.status,
             String::from_utf8_lossy(&out.stderr)
         );
         front.settle();
-        assert!(front.total() > 0, "the front counter saw the unconfined {what}");
+        assert!(
+            front.total() > 0,
+            "the front counter saw the unconfined {what}"
+        );
         front.clear();
 
         for level in ["pinned", "enforced", "sealed"] {
             let run = exec_in(chassis.host(), &["-i", "ctl0", "--level", level], argv);
-            assert!(run.status.success(), "{what} at {level}: {}\n{}", run.status, run.stderr);
+            assert!(
+                run.status.success(),
+                "{what} at {level}: {}\n{}",
+                run.status,
+                run.stderr
+            );
             assert_eq!(
                 run.stdout.trim(),
                 "backplane",
@@ -117,9 +137,14 @@ fn a_double_forking_daemon_stays_confined_and_is_waited_for() {
     let run = exec_in(chassis.host(), &["-i", "ctl0"], &argv);
     assert!(run.status.success(), "{}\n{}", run.status, run.stderr);
     // ifpin returned only after the daemon was done: its output is there already.
-    let fetched = std::fs::read_to_string(&out).expect("the daemon wrote its result before ifpin exited");
+    let fetched =
+        std::fs::read_to_string(&out).expect("the daemon wrote its result before ifpin exited");
     let _ = std::fs::remove_file(&out);
-    assert_eq!(fetched.trim(), "backplane", "the daemon reached the service over ctl0");
+    assert_eq!(
+        fetched.trim(),
+        "backplane",
+        "the daemon reached the service over ctl0"
+    );
     let report = run.report();
     assert_eq!(report["waited_for_descendants"], true, "{report}");
     assert!(report["elapsed_ms"].as_u64().unwrap() >= 500, "{report}");
@@ -130,10 +155,18 @@ fn a_double_forking_daemon_stays_confined_and_is_waited_for() {
     assert_cgroup_gone(&run.cgroup());
 
     // Negative control: unconfined, the same daemon's datagram does reach the front link.
-    let status = chassis.host().command(&argv[0]).args(&argv[1..]).status().unwrap();
+    let status = chassis
+        .host()
+        .command(&argv[0])
+        .args(&argv[1..])
+        .status()
+        .unwrap();
     assert!(status.success());
     std::thread::sleep(std::time::Duration::from_millis(1500));
     front.settle();
-    assert!(front.total() > 0, "the unconfined daemon leaked (negative control)");
+    assert!(
+        front.total() > 0,
+        "the unconfined daemon leaked (negative control)"
+    );
     let _ = std::fs::remove_file(&out);
 }

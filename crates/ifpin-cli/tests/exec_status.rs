@@ -27,24 +27,46 @@ fn exit_status_passes_through() {
     }
     let ns = Netns::new("exec-status").expect("netns");
     for level in ["pinned", "enforced", "sealed"] {
-        let run = exec_in(&ns, &["-i", "lo", "--level", level], &["sh", "-c", "exit 7"]);
+        let run = exec_in(
+            &ns,
+            &["-i", "lo", "--level", level],
+            &["sh", "-c", "exit 7"],
+        );
         assert_eq!(status_code(&run), 7, "{}", run.stderr);
         assert_eq!(run.report()["exit"]["code"], 7);
         assert_cgroup_gone(&run.cgroup());
 
-        let run = exec_in(&ns, &["-i", "lo", "--level", level], &["sh", "-c", "kill -KILL $$"]);
+        let run = exec_in(
+            &ns,
+            &["-i", "lo", "--level", level],
+            &["sh", "-c", "kill -KILL $$"],
+        );
         assert_eq!(status_code(&run), 128 + 9, "{}", run.stderr);
         assert_eq!(run.report()["exit"]["signal"], "SIGKILL");
         assert_cgroup_gone(&run.cgroup());
     }
     let run = exec_in(&ns, &["-i", "lo"], &["true"]);
     assert_eq!(status_code(&run), 0);
-    assert!(run.stderr.contains("level held: sealed on lo"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("level held: sealed on lo"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// Starts `signals.py` under ifpin and waits for its "ready".
-fn start_signals_program(ns: &Netns) -> (std::process::Child, BufReader<std::process::ChildStdout>, std::path::PathBuf) {
-    let (mut cmd, report) = exec_command(ns, &["-i", "lo"], &[python3(), data("signals.py").to_str().unwrap()]);
+fn start_signals_program(
+    ns: &Netns,
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    std::path::PathBuf,
+) {
+    let (mut cmd, report) = exec_command(
+        ns,
+        &["-i", "lo"],
+        &[python3(), data("signals.py").to_str().unwrap()],
+    );
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("ifpin starts");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -77,11 +99,20 @@ fn signals_are_forwarded_to_the_program() {
         kill(child.id(), signal);
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), name, "the program received what ifpin was sent");
+        assert_eq!(
+            line.trim(),
+            name,
+            "the program received what ifpin was sent"
+        );
         seen.push(name);
     }
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     let run = collect(
         std::process::Output {
@@ -91,7 +122,12 @@ fn signals_are_forwarded_to_the_program() {
         },
         &report,
     );
-    assert_eq!(status_code(&run), 42, "the program's own status on SIGTERM; {}", run.stderr);
+    assert_eq!(
+        status_code(&run),
+        42,
+        "the program's own status on SIGTERM; {}",
+        run.stderr
+    );
     let forwarded: Vec<&str> = run.report()["signals_forwarded"]
         .as_array()
         .unwrap()
@@ -124,18 +160,31 @@ fn errors_exit_2_and_leave_nothing_behind() {
         return;
     }
     let ns = Netns::new("exec-errors").expect("netns");
-    let bad_interpreter = std::env::temp_dir().join(format!("ifpin-bad-interp-{}", std::process::id()));
+    let bad_interpreter =
+        std::env::temp_dir().join(format!("ifpin-bad-interp-{}", std::process::id()));
     std::fs::write(&bad_interpreter, "#!/nonexistent/interpreter\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&bad_interpreter, std::fs::Permissions::from_mode(0o755)).unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["-i", "nosuch0", "--", "true"], "no interface nosuch0"),
-        (vec!["-i", "an-interface-name-too-long", "--", "true"], "at most 15 bytes"),
-        (vec!["-i", "lo", "--", "no-such-program-xyz"], "no-such-program-xyz"),
+        (
+            vec!["-i", "an-interface-name-too-long", "--", "true"],
+            "at most 15 bytes",
+        ),
+        (
+            vec!["-i", "lo", "--", "no-such-program-xyz"],
+            "no-such-program-xyz",
+        ),
         (vec!["-i", "lo", "--", "/etc"], "not a regular file"),
         // Found and executable, but execve fails: the cgroup exists by then and must go.
-        (vec!["-i", "lo", "--", bad_interpreter.to_str().unwrap()], "starting"),
-        (vec!["-i", "lo", "--level", "paranoid", "--", "true"], "paranoid"),
+        (
+            vec!["-i", "lo", "--", bad_interpreter.to_str().unwrap()],
+            "starting",
+        ),
+        (
+            vec!["-i", "lo", "--level", "paranoid", "--", "true"],
+            "paranoid",
+        ),
         (vec!["--", "true"], "--interface"),
     ];
     for (args, message) in cases {
@@ -150,9 +199,16 @@ fn errors_exit_2_and_leave_nothing_behind() {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains(message), "{args:?}: expected {message:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(message),
+            "{args:?}: expected {message:?} in:\n{stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-        assert_eq!(ifpin_cgroups_of(pid), Vec::<std::path::PathBuf>::new(), "{args:?} left a cgroup");
+        assert_eq!(
+            ifpin_cgroups_of(pid),
+            Vec::<std::path::PathBuf>::new(),
+            "{args:?} left a cgroup"
+        );
     }
     std::fs::remove_file(&bad_interpreter).unwrap();
 }
@@ -174,7 +230,10 @@ fn missing_capabilities_are_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     for cap in ["CAP_NET_ADMIN", "CAP_BPF"] {
-        assert!(stderr.contains(cap), "{cap} should be named as missing:\n{stderr}");
+        assert!(
+            stderr.contains(cap),
+            "{cap} should be named as missing:\n{stderr}"
+        );
     }
 }
 
@@ -187,7 +246,12 @@ fn cleanup_runs() {
         .args(["exec", "--cleanup", "--json"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json["removed"].is_array());
 }

@@ -87,9 +87,7 @@ impl LinkWatch {
     pub fn new() -> Result<Self, LinkWatchError> {
         let err = |call| move |source| LinkWatchError::Socket { call, source };
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(err("socket(AF_NETLINK)"))?;
-        socket
-            .bind(&SocketAddr::new(0, 0))
-            .map_err(err("bind"))?;
+        socket.bind(&SocketAddr::new(0, 0)).map_err(err("bind"))?;
         socket
             .add_membership(RTNLGRP_LINK)
             .map_err(err("setsockopt(NETLINK_ADD_MEMBERSHIP, RTNLGRP_LINK)"))?;
@@ -146,7 +144,8 @@ pub fn decode_datagram(mut bytes: &[u8]) -> Vec<LinkNotice> {
         if let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..len]) {
             match msg.payload {
                 NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-                    if let (Some(index), Some(name)) = (IfIndex::new(link.header.index), name(&link))
+                    if let (Some(index), Some(name)) =
+                        (IfIndex::new(link.header.index), name(&link))
                     {
                         notices.push(LinkNotice::New { index, name });
                     }
@@ -309,7 +308,12 @@ impl LinkTracker {
                 }
                 self.current = Some(*index);
                 self.last = *index;
-                self.log(LinkEventKind::Returned, name, Some(*index), PinAction::Reopened);
+                self.log(
+                    LinkEventKind::Returned,
+                    name,
+                    Some(*index),
+                    PinAction::Reopened,
+                );
                 Some(PinChange::Reopen {
                     index: *index,
                     name: name.clone(),
@@ -325,11 +329,17 @@ impl LinkTracker {
                 // Closed already; a different device now carries the old index. Recorded, so
                 // the report shows the pin did not follow the number. Logged once per device, not
                 // for each of its state changes.
-                let seen = self.events.last().is_some_and(|e| {
-                    e.kind == LinkEventKind::IndexTakenOver && e.name == *name
-                });
+                let seen = self
+                    .events
+                    .last()
+                    .is_some_and(|e| e.kind == LinkEventKind::IndexTakenOver && e.name == *name);
                 if !seen {
-                    self.log(LinkEventKind::IndexTakenOver, name, Some(*index), PinAction::None);
+                    self.log(
+                        LinkEventKind::IndexTakenOver,
+                        name,
+                        Some(*index),
+                        PinAction::None,
+                    );
                 }
                 None
             }
@@ -363,7 +373,12 @@ impl LinkTracker {
                 self.current = Some(index);
                 self.last = index;
                 let name = self.name.clone();
-                self.log(LinkEventKind::Resync, &name, Some(index), PinAction::Reopened);
+                self.log(
+                    LinkEventKind::Resync,
+                    &name,
+                    Some(index),
+                    PinAction::Reopened,
+                );
                 Some(PinChange::Reopen { index, name })
             }
             _ => {
@@ -496,7 +511,10 @@ mod tests {
         assert_eq!(t.observe(&LinkNotice::Overrun), Some(PinChange::Close));
         assert_eq!(t.resync(None), None);
         assert_eq!(t.current(), None);
-        assert_eq!(t.resync(Some((IfIndex::new(7).unwrap(), "ctl0"))), reopen("ctl0", 7));
+        assert_eq!(
+            t.resync(Some((IfIndex::new(7).unwrap(), "ctl0"))),
+            reopen("ctl0", 7)
+        );
     }
 
     #[test]

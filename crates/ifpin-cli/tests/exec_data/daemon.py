@@ -19,7 +19,7 @@ os.setsid()
 if os.fork() > 0:
     os._exit(0)
 time.sleep(0.5)
-fetched = subprocess.run(["busybox", "wget", "-q", "-T", "3", "-O", "-", url], capture_output=True)
+fetched = subprocess.run(["busybox", "wget", "-q", "-O", "-", url], capture_output=True)
 with open(out, "wb") as f:
     f.write(fetched.stdout)
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

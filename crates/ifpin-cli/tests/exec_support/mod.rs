@@ -46,9 +46,12 @@ pub struct Run {
 impl Run {
     /// The report; panics with stderr if there is none.
     pub fn report(&self) -> &Value {
-        self.report
-            .as_ref()
-            .unwrap_or_else(|| panic!("no report; status {}, stderr:\n{}", self.status, self.stderr))
+        self.report.as_ref().unwrap_or_else(|| {
+            panic!(
+                "no report; status {}, stderr:\n{}",
+                self.status, self.stderr
+            )
+        })
     }
 
     /// A blocked counter of the report (`egress`, `ingress`, `setsockopt`).
@@ -84,7 +87,11 @@ fn report_path() -> PathBuf {
 pub fn exec_command<S: AsRef<OsStr>>(ns: &Netns, args: &[&str], cmd: &[S]) -> (Command, PathBuf) {
     let report = report_path();
     let mut c = ns.command(ifpin());
-    c.arg("exec").args(args).arg("--report").arg(&report).arg("--");
+    c.arg("exec")
+        .args(args)
+        .arg("--report")
+        .arg(&report)
+        .arg("--");
     c.args(cmd);
     (c, report)
 }
@@ -133,25 +140,16 @@ pub fn cgroup2_mount() -> PathBuf {
         .expect("a cgroup2 mount")
 }
 
-/// Every directory under the cgroup2 mount whose path contains `pid` in an `ifpin` name:
-/// what a run of the ifpin process `pid` left behind.
+/// The cgroups a run of the ifpin process `pid` made (`<cgroup2>/ifpin/run-<pid>-...`).
 pub fn ifpin_cgroups_of(pid: u32) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![cgroup2_mount()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.contains("ifpin") && name.contains(&pid.to_string()) {
-                    found.push(path.clone());
-                }
-                stack.push(path);
-            }
-        }
-    }
-    found
+    let prefix = format!("run-{pid}-");
+    std::fs::read_dir(cgroup2_mount().join("ifpin"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -29,6 +29,7 @@ use std::path::PathBuf;
 
 use caps::{CapSet, Capability};
 
+pub use crate::confine::StaleCleanup;
 pub use program::Program;
 pub use report::{Blocked, ExitSummary, Report};
 pub use run::{ExecOptions, Outcome, cleanup_stale, run};
@@ -78,7 +79,9 @@ pub enum ExecError {
     #[error(transparent)]
     Interface(#[from] InterfaceError),
     /// The interface changed between resolving it and starting the program.
-    #[error("interface {interface} changed while the program was being started ({change}); try again")]
+    #[error(
+        "interface {interface} changed while the program was being started ({change}); try again"
+    )]
     InterfaceChanged {
         /// The interface as resolved.
         interface: String,
@@ -99,7 +102,9 @@ pub enum ExecError {
     },
     /// The program could not be started (after it was found: `fork`, entering the cgroup,
     /// dropping capabilities, or `execve` failed).
-    #[error("starting {program} failed (while entering the cgroup, dropping capabilities or executing it)")]
+    #[error(
+        "starting {program} failed (while entering the cgroup, dropping capabilities or executing it)"
+    )]
     Spawn {
         /// The program.
         program: String,

@@ -107,9 +107,18 @@ mod tests {
         std::fs::write(&plain, "#!/bin/sh\n").unwrap();
         std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
         let plain_str = plain.to_str().unwrap().to_owned();
-        for bad in ["no-such-program-ifpin", "/no/such/file", &plain_str, "/etc", ""] {
+        for bad in [
+            "no-such-program-ifpin",
+            "/no/such/file",
+            &plain_str,
+            "/etc",
+            "",
+        ] {
             let err = Program::resolve(OsStr::new(bad), vec![]).unwrap_err();
-            assert!(matches!(err, ExecError::CommandNotFound { .. }), "{bad}: {err}");
+            assert!(
+                matches!(err, ExecError::CommandNotFound { .. }),
+                "{bad}: {err}"
+            );
         }
         std::fs::remove_file(&plain).unwrap();
     }

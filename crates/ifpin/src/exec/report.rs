@@ -118,7 +118,9 @@ impl fmt::Display for Report {
             let what = match event.kind {
                 LinkEventKind::Deleted => "deleted",
                 LinkEventKind::Renamed => "renamed, or its index taken by another device",
-                LinkEventKind::IndexTakenOver => "now carries the old index (the pin did not follow it)",
+                LinkEventKind::IndexTakenOver => {
+                    "now carries the old index (the pin did not follow it)"
+                }
                 LinkEventKind::Returned => "back",
                 LinkEventKind::Resync => "re-read after lost notices",
             };

@@ -1,12 +1,12 @@
 //! The whole `exec` run: resolve, watch, confine, start, supervise, close, report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use super::supervise::{Follow, SignalForwarding, Started, exit_code};
 use super::{Blocked, ExecError, ExitSummary, Program, Report, SEALED_DROPS, check_privileges};
-use crate::confine::{ConfineOptions, Confinement};
+use crate::confine::{ConfineOptions, Confinement, StaleCleanup};
 use crate::interface::{Interface, InterfaceChange};
 use crate::level::Level;
 use crate::linkwatch::{LinkTracker, LinkWatch, PinChange};
@@ -75,7 +75,7 @@ pub fn run(
         allow_loopback: options.allow_loopback,
     })?;
     let cgroup = confinement.cgroup_path().to_owned();
-    let started = match Started::spawn(program.command(), &cgroup, caps) {
+    let started = match Started::spawn(program.command(), &cgroup, caps, signals) {
         Ok(started) => started,
         Err(err) => {
             // The child may have been created and failed between fork and exec; it is gone
@@ -118,14 +118,12 @@ pub fn run(
             return Err(err);
         }
     };
-    let open_for = supervised.link_events.iter().fold(
-        Some(options.interface.index().get()),
-        |open, event| match event.action {
-            crate::linkwatch::PinAction::Closed => None,
-            crate::linkwatch::PinAction::Reopened => event.index,
-            crate::linkwatch::PinAction::None => open,
-        },
-    );
+    // Below sealed the link watch only records: the filter stays open for the first index.
+    let open_for = if sealed {
+        supervised.open_for.map(|i| i.get())
+    } else {
+        Some(options.interface.index().get())
+    };
     let counters = confinement.close()?;
 
     use std::os::unix::process::ExitStatusExt;
@@ -156,8 +154,9 @@ pub fn run(
     Ok(Outcome { status, report })
 }
 
-/// Removes the cgroups of earlier runs whose supervisor is gone; returns their paths.
-pub fn cleanup_stale() -> Result<Vec<PathBuf>, ExecError> {
+/// Removes the cgroups of earlier runs whose supervisor is gone (detaching their programs);
+/// cgroups that still hold processes stay, confined, and are listed.
+pub fn cleanup_stale() -> Result<StaleCleanup, ExecError> {
     Ok(Confinement::cleanup_stale()?)
 }
 

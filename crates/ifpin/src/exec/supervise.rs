@@ -95,6 +95,9 @@ pub struct ForwardedSignal {
     pub sent_to: usize,
 }
 
+/// Applies a pin change to the confinement.
+pub type ApplyPin<'a> = &'a mut dyn FnMut(&PinChange) -> Result<(), ExecError>;
+
 /// The interface being followed, and what to do when its pin changes.
 pub struct Follow<'a> {
     /// The link watch, created before the interface was last checked.
@@ -102,7 +105,7 @@ pub struct Follow<'a> {
     /// The tracker for the pinned interface.
     pub tracker: LinkTracker,
     /// Applies a pin change to the confinement (`None`: watch and record only).
-    pub apply: Option<&'a mut dyn FnMut(&PinChange) -> Result<(), ExecError>>,
+    pub apply: Option<ApplyPin<'a>>,
 }
 
 /// What supervision saw.
@@ -119,6 +122,8 @@ pub struct Supervised {
     pub signals: Vec<ForwardedSignal>,
     /// Changes of the pinned interface.
     pub link_events: Vec<LinkEvent>,
+    /// The index the tracker held the pin open for at the end (`None`: closed).
+    pub open_for: Option<crate::interface::IfIndex>,
 }
 
 /// A program started inside a cgroup.
@@ -133,11 +138,13 @@ pub struct Started {
 
 impl Started {
     /// Starts `cmd` so that it enters the cgroup at `cgroup` (a cgroup v2 directory) before its
-    /// first instruction, with `caps` dropped if given.
+    /// first instruction, with `caps` dropped if given, and with the signal mask the caller
+    /// had before `signals` blocked the forwarded ones.
     pub fn spawn(
         mut cmd: Command,
         cgroup: &Path,
         caps: Option<CapDrop>,
+        signals: Option<&SignalForwarding>,
     ) -> Result<Started, ExecError> {
         let procs_path = cgroup.join("cgroup.procs");
         let procs: OwnedFd = std::fs::OpenOptions::new()
@@ -154,7 +161,7 @@ impl Started {
             source,
         })?;
         let program = cmd.get_program().to_string_lossy().into_owned();
-        sys::confine_before_exec(&mut cmd, procs, caps);
+        sys::confine_before_exec(&mut cmd, procs, caps, signals.map(|s| s.previous));
         let started = Instant::now();
         let mut child = cmd
             .spawn()
@@ -216,9 +223,8 @@ impl Started {
                         elapsed: self.started.elapsed(),
                         waited_for_descendants,
                         signals: forwarded,
-                        link_events: follow
-                            .map(|f| f.tracker.into_events())
-                            .unwrap_or_default(),
+                        open_for: follow.as_ref().and_then(|f| f.tracker.current()),
+                        link_events: follow.map(|f| f.tracker.into_events()).unwrap_or_default(),
                     });
                 }
                 waited_for_descendants = true;
@@ -234,12 +240,11 @@ impl Started {
             if let Some(f) = &follow {
                 fds.push((f.watch.as_fd().as_raw_fd(), sys::POLLIN));
             }
-            let ready = sys::poll(&fds, RECHECK.as_millis() as i32).map_err(|source| {
-                ExecError::Sys {
+            let ready =
+                sys::poll(&fds, RECHECK.as_millis() as i32).map_err(|source| ExecError::Sys {
                     call: "poll",
                     source,
-                }
-            })?;
+                })?;
             let mut next = 2;
             if let Some(s) = signals {
                 if ready[next] != 0 {
@@ -271,9 +276,7 @@ impl Started {
                 source,
             })?;
         let text = String::from_utf8_lossy(&buf[..n]);
-        Ok(text
-            .lines()
-            .any(|line| line.trim() == "populated 1"))
+        Ok(text.lines().any(|line| line.trim() == "populated 1"))
     }
 
     /// Forwards every pending signal: to the program while it runs, then to every process left

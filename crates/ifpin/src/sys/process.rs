@@ -13,6 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use caps::{CapSet, Capability, CapsHashSet};
+use nix::sys::signal::SigSet;
 
 /// Capabilities to take away from the child, and the child's sets without them (computed in
 /// the parent, so the child only makes system calls).
@@ -55,8 +56,16 @@ impl CapDrop {
 ///    set (`PR_CAP_AMBIENT_LOWER`), and the effective, inheritable and permitted sets
 ///    (`capset(2)`).
 ///
+/// 3. if `mask` is given, install it as the signal mask (`pthread_sigmask(2)`): the
+///    supervisor blocks the signals it forwards, and `execve` would pass that on.
+///
 /// A failure there makes `spawn` fail with that step's `errno`.
-pub fn confine_before_exec(cmd: &mut Command, cgroup_procs: OwnedFd, caps: Option<CapDrop>) {
+pub fn confine_before_exec(
+    cmd: &mut Command,
+    cgroup_procs: OwnedFd,
+    caps: Option<CapDrop>,
+    mask: Option<SigSet>,
+) {
     let child_setup = move || -> io::Result<()> {
         // SAFETY: writes 1 byte from a static buffer to an fd the closure owns; async-signal-safe.
         let n = unsafe { libc::write(cgroup_procs.as_raw_fd(), b"0".as_ptr().cast(), 1) };
@@ -77,10 +86,13 @@ pub fn confine_before_exec(cmd: &mut Command, cgroup_procs: OwnedFd, caps: Optio
                 caps::set(None, set, value).map_err(|_| io::Error::last_os_error())?;
             }
         }
+        if let Some(mask) = &mask {
+            mask.thread_set_mask().map_err(io::Error::from)?;
+        }
         Ok(())
     };
     // SAFETY: the closure makes only async-signal-safe system calls (write, prctl, capget,
-    // capset) and touches only data it owns; it allocates nothing on success.
+    // capset, rt_sigprocmask) and touches only data it owns; it allocates nothing on success.
     unsafe {
         cmd.pre_exec(child_setup);
     }
@@ -112,7 +124,13 @@ pub fn poll(fds: &[(i32, i16)], timeout_ms: i32) -> io::Result<Vec<i16>> {
         })
         .collect();
     // SAFETY: `pollfds` is a valid array of `pollfds.len()` entries for the call's duration.
-    let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout_ms) };
+    let n = unsafe {
+        libc::poll(
+            pollfds.as_mut_ptr(),
+            pollfds.len() as libc::nfds_t,
+            timeout_ms,
+        )
+    };
     if n < 0 {
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
