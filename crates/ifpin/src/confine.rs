@@ -84,6 +84,8 @@ pub struct Counters {
     pub sendmsg_refused: u64,
     /// `bind` calls refused (link-local addresses, or the socket could not be pinned).
     pub bind_refused: u64,
+    /// AF_INET/AF_INET6 `socket()` calls refused while closed (without loopback mode).
+    pub socket_refused: u64,
 }
 
 /// What [`Confinement::cleanup_stale`] did.
@@ -493,18 +495,24 @@ impl Confinement {
                 source: errno.into(),
             })
         })?;
+        let mut now: Vec<[u8; 16]> = Vec::new();
         for ifa in addrs {
             let Some(address) = ifa.address else { continue };
-            let ip = if let Some(v4) = address.as_sockaddr_in() {
-                IpAddr::V4(v4.ip())
+            if let Some(v4) = address.as_sockaddr_in() {
+                now.push(local_key(IpAddr::V4(v4.ip())));
             } else if let Some(v6) = address.as_sockaddr_in6() {
-                IpAddr::V6(v6.ip())
-            } else {
-                continue;
-            };
-            locals
-                .update(&local_key(ip), &1u32.to_ne_bytes())
-                .map_err(|e| ConfineError::from_syscall("recording the host's addresses", e))?;
+                now.push(local_key(IpAddr::V6(v6.ip())));
+            }
+        }
+        let map_err = |e| ConfineError::from_syscall("recording the host's addresses", e);
+        for key in &now {
+            locals.update(key, &1u32.to_ne_bytes()).map_err(map_err)?;
+        }
+        // Forget addresses the host no longer has: a connection to them must be pinned.
+        for key in locals.keys().map_err(map_err)? {
+            if !now.iter().any(|k| k[..] == key[..]) {
+                locals.delete(&key).map_err(map_err)?;
+            }
         }
         Ok(())
     }
@@ -523,6 +531,7 @@ impl Confinement {
             connect_refused: read(Counter::ConnectRefused)?,
             sendmsg_refused: read(Counter::SendmsgRefused)?,
             bind_refused: read(Counter::BindRefused)?,
+            socket_refused: read(Counter::SocketRefused)?,
         })
     }
 

@@ -83,6 +83,26 @@ def recv(port, ifname):
     except socket.timeout:
         return 'timeout'
 
+def sendscope(host, port, scope):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.sendto(b'leak', (host, int(port), 0, int(scope)))
+    return 'sent'
+
+def mapped_pktinfo(host, port, idx):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    cmsg = struct.pack('i4s4s', int(idx), bytes(4), bytes(4))
+    s.sendmsg([b'leak'], [(socket.IPPROTO_IP, IP_PKTINFO, cmsg)], 0, (host, int(port)))
+    return 'sent'
+
+def tcpll(host, port, scope):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.settimeout(1)
+    try:
+        s.connect((host, int(port), 0, int(scope)))
+    except socket.timeout:
+        return 'timeout'
+    return 'connected'
+
 def loop(host):
     srv = socket.socket(fam(host), socket.SOCK_STREAM)
     srv.bind((host, 0))
@@ -402,7 +422,7 @@ fn a_closed_confinement_lets_nothing_out_and_reopens() {
         probe(&chassis, Some(&confinement), std::slice::from_ref(&tcp)),
         [format!("backplane@{ctl0}")]
     );
-    close(confinement);
+    assert_eq!(close(confinement).socket_refused, 1);
 
     // With loopback: closed means loopback only; connects elsewhere are refused.
     let front = chassis.front_counter().unwrap();
@@ -414,4 +434,94 @@ fn a_closed_confinement_lets_nothing_out_and_reopens() {
     assert_eq!(front.total(), 0, "{}", front.describe());
     let counters = close(confinement);
     assert_eq!(counters.connect_refused, 1, "{counters:?}");
+}
+
+#[test]
+fn enforced_and_sealed_stop_the_override_vectors() {
+    if !netlab::require_privileged("enforced_and_sealed_stop_the_override_vectors") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let _tcp = chassis.serve(Proto::Tcp, PORT).unwrap();
+    let eth1 = chassis.eth1_index().unwrap();
+    let mapped = format!("::ffff:{}", Chassis::CONTROL_V4);
+    let vectors = vec![
+        act(&[&"pktinfo", &Chassis::CONTROL_V4, &PORT, &eth1]),
+        act(&[&"mapped_pktinfo", &mapped, &PORT, &eth1]),
+        act(&[&"sendscope", &Chassis::FRONT_LL, &PORT, &eth1]),
+        act(&[&"tcpll", &Chassis::FRONT_LL, &PORT, &eth1]),
+        act(&[&"bindll", &Chassis::HOST_ETH1_LL, &eth1]),
+    ];
+    let front = chassis.front_counter().unwrap();
+
+    // Negative control: unconfined, each of the first four puts frames on the front link.
+    let free = probe(&chassis, None, &vectors);
+    assert_eq!(free, ["sent", "sent", "sent", "connected", "ok"]);
+    front.settle();
+    let leaked = front.total();
+    assert!(leaked >= 4, "{}", front.describe());
+    front.clear();
+
+    for (level, allow_loopback) in [
+        (Level::Enforced, false),
+        (Level::Sealed, false),
+        (Level::Enforced, true),
+        (Level::Sealed, true),
+    ] {
+        let mode = format!("{level}, loopback {allow_loopback}");
+        let confinement = confine(&chassis, level, allow_loopback);
+        let results = probe(&chassis, Some(&confinement), &vectors);
+        front.settle();
+        assert_eq!(
+            front.total(),
+            0,
+            "{mode}: {results:?}\n{}",
+            front.describe()
+        );
+        assert!(
+            results[..4]
+                .iter()
+                .all(|r| !matches!(r.as_str(), "sent" | "connected")),
+            "{mode}: {results:?}"
+        );
+        // The link-local bind is refused wherever a bind6 hook is attached; at enforced
+        // without loopback it rebinds the socket, and the filter still holds.
+        let bind_guarded = level == Level::Sealed || allow_loopback;
+        assert_eq!(
+            results[4],
+            if bind_guarded { "EPERM" } else { "ok" },
+            "{mode}"
+        );
+        let counters = close(confinement);
+        assert_eq!(
+            counters.bind_refused,
+            u64::from(bind_guarded),
+            "{mode}: {counters:?}"
+        );
+        assert!(counters.egress_blocked >= 3, "{mode}: {counters:?}");
+    }
+}
+
+#[test]
+fn loopback_mode_at_pinned_refuses_the_datagram_routed_before_its_pin() {
+    if !netlab::require_privileged(
+        "loopback_mode_at_pinned_refuses_the_datagram_routed_before_its_pin",
+    ) {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let _udp = chassis.serve(Proto::Udp, PORT).unwrap();
+    let front = chassis.front_counter().unwrap();
+    let actions = vec![
+        act(&[&"udp2", &Chassis::CONTROL_V4, &PORT]),
+        act(&[&"udp2", &Chassis::CONTROL_V6, &PORT]),
+        act(&[&"loop", &"127.0.0.1"]),
+    ];
+    let confinement = confine(&chassis, Level::Pinned, true);
+    let results = probe(&chassis, Some(&confinement), &actions);
+    assert_eq!(results, ["EPERM,backplane", "EPERM,backplane", "pong"]);
+    front.settle();
+    assert_eq!(front.total(), 0, "{}", front.describe());
+    let counters = close(confinement);
+    assert_eq!(counters.sendmsg_refused, 2, "{counters:?}");
 }

@@ -83,6 +83,30 @@ impl Map {
         sys::map_lookup_elem(self.fd.as_fd(), key, value)
     }
 
+    /// Removes `key` (hash maps); `Ok(false)` if it was not there.
+    pub fn delete(&self, key: &[u8]) -> Result<bool, SyscallError> {
+        self.check("BPF_MAP_DELETE_ELEM", key, &vec![0; self.value_size])?;
+        match sys::map_delete_elem(self.fd.as_fd(), key) {
+            Ok(()) => Ok(true),
+            Err(err) if err.errno() == Some(libc::ENOENT) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Every key in the map (`BPF_MAP_GET_NEXT_KEY` walk).
+    pub fn keys(&self) -> Result<Vec<Vec<u8>>, SyscallError> {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let mut next = vec![0u8; self.key_size];
+            let more =
+                sys::map_get_next_key(self.fd.as_fd(), keys.last().map(Vec::as_slice), &mut next)?;
+            if !more {
+                return Ok(keys);
+            }
+            keys.push(next);
+        }
+    }
+
     /// Reads the `u64` at array index `index`.
     pub fn lookup_u64(&self, index: u32) -> Result<u64, SyscallError> {
         let mut value = [0u8; 8];

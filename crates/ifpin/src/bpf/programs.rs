@@ -56,11 +56,13 @@ pub enum Counter {
     SendmsgRefused = 4,
     /// `bind` calls refused (link-local bind, or the pin failed).
     BindRefused = 5,
+    /// AF_INET/AF_INET6 sockets refused at creation because the confinement was closed.
+    SocketRefused = 6,
 }
 
 impl Counter {
     /// How many counters there are.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 /// The maps a program refers to, by raw descriptor (embedded at load time).
@@ -181,8 +183,8 @@ pub fn sock_create(maps: MapFds) -> Result<Vec<Insn>, AsmError> {
             ctx::SOCK_BOUND_DEV_IF,
         ))
         .ret(1)
-        .label("deny")
-        .ret(0);
+        .label("deny");
+    count_and_return(&mut asm, maps, Counter::SocketRefused, 0, "counted");
     asm.finish()
 }
 

@@ -35,6 +35,8 @@ mod cmd {
     pub const MAP_CREATE: i32 = 0;
     pub const MAP_LOOKUP_ELEM: i32 = 1;
     pub const MAP_UPDATE_ELEM: i32 = 2;
+    pub const MAP_DELETE_ELEM: i32 = 3;
+    pub const MAP_GET_NEXT_KEY: i32 = 4;
     pub const PROG_LOAD: i32 = 5;
     pub const PROG_ATTACH: i32 = 8;
     pub const PROG_DETACH: i32 = 9;
@@ -288,6 +290,39 @@ pub fn map_update_elem(
     // SAFETY: the kernel reads key_size and value_size bytes; the caller passes slices of
     // exactly those sizes.
     unsafe { sys_bpf(cmd::MAP_UPDATE_ELEM, &mut attr, "BPF_MAP_UPDATE_ELEM") }.map(drop)
+}
+
+/// `BPF_MAP_DELETE_ELEM`: removes `key`; `ENOENT` if it is not there.
+pub fn map_delete_elem(map: BorrowedFd<'_>, key: &[u8]) -> Result<(), SyscallError> {
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: the kernel reads key_size bytes from `key`; the caller passes exactly that.
+    unsafe { sys_bpf(cmd::MAP_DELETE_ELEM, &mut attr, "BPF_MAP_DELETE_ELEM") }.map(drop)
+}
+
+/// `BPF_MAP_GET_NEXT_KEY`: writes the key after `key` (the first key when `key` is `None`)
+/// into `next`; `Ok(false)` at the end of the map.
+pub fn map_get_next_key(
+    map: BorrowedFd<'_>,
+    key: Option<&[u8]>,
+    next: &mut [u8],
+) -> Result<bool, SyscallError> {
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.map_or(0, |k| k.as_ptr() as u64),
+        value: next.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: the kernel reads key_size bytes from `key` (if any) and writes key_size bytes
+    // to `next`; the caller passes slices of exactly that size.
+    match unsafe { sys_bpf(cmd::MAP_GET_NEXT_KEY, &mut attr, "BPF_MAP_GET_NEXT_KEY") } {
+        Ok(_) => Ok(true),
+        Err(err) if err.errno() == Some(libc::ENOENT) => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 /// What [`prog_load`] needs: the program and how the kernel should check it.
