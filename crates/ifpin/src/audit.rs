@@ -99,9 +99,11 @@ impl NamespaceSnapshot {
 /// A socket that runs under `ifpin exec`: its owner lives in an `ifpin` cgroup.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ExecRun {
-    /// The owner's cgroup v2 path.
+    /// The owner's cgroup v2 path (`/ifpin/<run>`, or below it).
     pub cgroup: String,
-    /// The guarantee level of the run, when it can be told from the cgroup; `None` when not.
+    /// The guarantee level of the run, as the BPF programs attached to its cgroup tell it;
+    /// `None` when they cannot be read (querying them needs `CAP_NET_ADMIN`/root) or none is
+    /// attached.
     pub level: Option<Level>,
 }
 
@@ -312,11 +314,15 @@ pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
         .into_iter()
         .map(|pid| (pid, Process::read(pid)))
         .collect();
-    for socket in &mut sockets {
-        socket.exec = socket
-            .pids
-            .iter()
-            .find_map(|pid| processes.get(pid).and_then(exec_run));
+    let mut levels = BTreeMap::new();
+    let runs: BTreeMap<Pid, ExecRun> = processes
+        .values()
+        .filter_map(|p| Some((p.pid, exec_run(p, &mut levels)?)))
+        .collect();
+    if !runs.is_empty() {
+        for socket in &mut sockets {
+            socket.exec = socket.pids.iter().find_map(|pid| runs.get(pid).cloned());
+        }
     }
     Ok(Audit {
         namespaces: snapshots,
@@ -327,17 +333,52 @@ pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
     })
 }
 
-/// The `ifpin exec` run a process belongs to: `ifpin exec` puts each run in a cgroup under a
-/// directory named `ifpin`.
-fn exec_run(process: &Process) -> Option<ExecRun> {
+/// The `ifpin exec` run a process belongs to: `ifpin exec` puts each run in its own cgroup
+/// under a directory named `ifpin` ([`crate::confine::PARENT_DIR`]). The level is told by the
+/// BPF programs attached to that run's cgroup (`BPF_PROG_QUERY`, which needs privileges):
+/// a setsockopt guard means sealed, an egress filter enforced, any other program pinned.
+/// `levels` caches the answer per run.
+fn exec_run(process: &Process, levels: &mut BTreeMap<String, Option<Level>>) -> Option<ExecRun> {
     let cgroup = process.cgroup.as_deref()?;
-    cgroup
-        .split('/')
-        .any(|part| part == "ifpin")
-        .then(|| ExecRun {
-            cgroup: cgroup.to_owned(),
-            level: None,
-        })
+    let run = run_cgroup(cgroup)?;
+    let level = *levels
+        .entry(run.to_owned())
+        .or_insert_with(|| level_of_run(run));
+    Some(ExecRun {
+        cgroup: cgroup.to_owned(),
+        level,
+    })
+}
+
+/// The run's own cgroup (`.../ifpin/<run>`) in a process's cgroup path, which may be deeper.
+fn run_cgroup(cgroup: &str) -> Option<&str> {
+    let parent = format!("/{}/", crate::confine::PARENT_DIR);
+    let start = if cgroup.starts_with(&parent[1..]) {
+        0
+    } else {
+        cgroup.find(&parent)? + 1
+    };
+    let after = start + parent.len() - 1;
+    let run_len = cgroup[after..].find('/').unwrap_or(cgroup.len() - after);
+    (run_len > 0).then(|| &cgroup[..after + run_len])
+}
+
+fn level_of_run(run: &str) -> Option<Level> {
+    use crate::sys::bpf::AttachType;
+    let path = crate::cgroup::cgroup2_mount()
+        .ok()?
+        .join(run.trim_start_matches('/'));
+    let attached = crate::confine::Confinement::attached_program_ids(&path).ok()?;
+    let has = |wanted: AttachType| attached.iter().any(|(attach, _)| *attach == wanted);
+    if has(AttachType::CgroupSetsockopt) {
+        Some(Level::Sealed)
+    } else if has(AttachType::CgroupInetEgress) {
+        Some(Level::Enforced)
+    } else if !attached.is_empty() {
+        Some(Level::Pinned)
+    } else {
+        None
+    }
 }
 
 fn chain(err: &dyn std::error::Error) -> String {

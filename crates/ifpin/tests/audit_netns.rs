@@ -237,3 +237,119 @@ fn all_netns_finds_a_namespace_it_was_not_told_about() {
     assert_eq!(flagged, vec![(Rule::UnpinnedPlaneListener, local)]);
     drop(listener);
 }
+
+/// A process confined by the engine (what `ifpin exec` does) is reported as running under
+/// `ifpin exec`, at the level of its run, and its listener, pinned by the cgroup at creation,
+/// breaks no rule; the same listener outside the cgroup does (the negative control).
+#[test]
+fn sockets_of_a_confined_program_show_its_run_and_level() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+
+    use ifpin::Level;
+    use ifpin::confine::{ConfineOptions, Confinement};
+
+    if !netlab::require_privileged("sockets_of_a_confined_program_show_its_run_and_level") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let confinement = chassis
+        .host()
+        .run(|| {
+            Confinement::create(ConfineOptions {
+                interface: Interface::resolve(Chassis::CTL0)?,
+                level: Level::Enforced,
+                allow_loopback: false,
+            })
+        })
+        .unwrap()
+        .unwrap();
+    // Waits for a line (so it is in the cgroup before it makes a socket), listens on a plane
+    // port on every address, says so, then holds the socket until stdin closes.
+    const PROGRAM: &str = "import socket, sys\n\
+        sys.stdin.readline()\n\
+        s = socket.socket(); s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen()\n\
+        print('ready', flush=True)\n\
+        sys.stdin.read()\n";
+    let start = |port: &str, confined: bool| {
+        let mut cmd = chassis.host().command("python3");
+        cmd.args(["-c", PROGRAM, port])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let process = chassis.host().spawn(&mut cmd).unwrap();
+        if confined {
+            confinement.add_process(process.pid()).unwrap();
+        }
+        let (mut stdin, stdout) =
+            process.with_child(|c| (c.stdin.take().unwrap(), c.stdout.take().unwrap()));
+        // Killed first on a panic, so the cgroup empties and the confinement's drop removes it.
+        let process = KillOnDrop(process);
+        stdin.write_all(b"go\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        (process, stdin)
+    };
+    let (inside, inside_stdin) = start("7500", true);
+    let (outside, outside_stdin) = start("7501", false);
+
+    let audit = chassis
+        .host()
+        .run(|| snapshot(&AuditOptions::default()))
+        .unwrap()
+        .unwrap();
+    let find = |port: u16| {
+        audit
+            .sockets()
+            .iter()
+            .find(|s| {
+                s.diag.local.port() == port && s.diag.protocol == ifpin::sockdiag::Protocol::Tcp
+            })
+            .unwrap_or_else(|| panic!("no listener on {port}"))
+    };
+    let confined = find(7500);
+    assert_eq!(confined.pids, vec![inside.0.pid()]);
+    assert_eq!(confined.interface_name.as_deref(), Some("ctl0"));
+    let run = confined
+        .exec
+        .as_ref()
+        .expect("reported as running under ifpin exec");
+    let cgroup_dir = confinement
+        .cgroup_path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        run.cgroup.ends_with(&format!("/ifpin/{cgroup_dir}")),
+        "{run:?}"
+    );
+    assert_eq!(run.level, Some(Level::Enforced));
+
+    let free = find(7501);
+    assert_eq!(free.pids, vec![outside.0.pid()]);
+    assert!(free.exec.is_none());
+    assert_eq!(free.interface_name, None);
+
+    let policy = Policy::parse(POLICY, "card.toml").unwrap();
+    let flagged: Vec<_> = audit
+        .check(&policy)
+        .violations
+        .iter()
+        .map(|v| (v.rule, audit.sockets()[v.socket].diag.local.port()))
+        .collect();
+    assert_eq!(flagged, vec![(Rule::UnpinnedPlaneListener, 7501)]);
+
+    drop((inside_stdin, outside_stdin));
+    inside.0.wait().unwrap();
+    outside.0.wait().unwrap();
+    confinement.close().unwrap();
+}
+
+struct KillOnDrop(netlab::Process);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}

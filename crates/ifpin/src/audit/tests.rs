@@ -276,18 +276,28 @@ prefixes = ["10.98.0.0/16"]
 
 #[test]
 fn exec_runs_are_told_by_their_cgroup() {
-    let run = |cgroup: &str| {
-        exec_run(&Process {
-            pid: 1,
-            command: "x".into(),
-            cgroup: Some(cgroup.into()),
-        })
-    };
+    assert_eq!(run_cgroup("/ifpin/run-7-1-0"), Some("/ifpin/run-7-1-0"));
     assert_eq!(
-        run("/system.slice/ifpin/run-7").map(|r| r.cgroup),
-        Some("/system.slice/ifpin/run-7".to_owned())
+        run_cgroup("/ifpin/run-7-1-0/worker"),
+        Some("/ifpin/run-7-1-0")
     );
-    assert!(run("/ifpin").is_some());
-    assert!(run("/user.slice/ifpinned").is_none());
-    assert!(run("/").is_none());
+    assert_eq!(
+        run_cgroup("/system.slice/ifpin/run-7"),
+        Some("/system.slice/ifpin/run-7")
+    );
+    assert_eq!(run_cgroup("/ifpin"), None);
+    assert_eq!(run_cgroup("/ifpin/"), None);
+    assert_eq!(run_cgroup("/user.slice/ifpinned/x"), None);
+    assert_eq!(run_cgroup("/"), None);
+    let mut levels = BTreeMap::new();
+    let process = |cgroup: &str| Process {
+        pid: 1,
+        command: "x".into(),
+        cgroup: Some(cgroup.into()),
+    };
+    // A run cgroup that does not exist here: an exec run, level unknown.
+    let run = exec_run(&process("/ifpin/run-0-0-no-such-run/w"), &mut levels).unwrap();
+    assert_eq!(run.cgroup, "/ifpin/run-0-0-no-such-run/w");
+    assert_eq!(run.level, None);
+    assert!(exec_run(&process("/user.slice"), &mut levels).is_none());
 }
