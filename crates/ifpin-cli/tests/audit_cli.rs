@@ -241,3 +241,66 @@ fn no_owners_skips_the_process_lookup() {
     assert!(ours["processes"].as_array().unwrap().is_empty());
     assert_eq!(report["owners"], "not-read");
 }
+
+/// Without root, the audit still lists what it can see, and says owners may be missing.
+#[test]
+fn without_root_owners_may_be_missing_and_it_says_so() {
+    use std::os::unix::process::CommandExt;
+    if !netlab::require_privileged("without_root_owners_may_be_missing_and_it_says_so") {
+        return;
+    }
+    // Held by this (root) process: an unprivileged audit sees the socket, not its owner.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let local = listener.local_addr().unwrap().to_string();
+    // A copy uid 65534 can execute, wherever the build directory is.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("ifpin");
+    std::fs::copy(env!("CARGO_BIN_EXE_ifpin"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |args: &[&str]| {
+        // A parallel test's fork may still hold the copy open for a moment (ETXTBSY).
+        for _ in 0..50 {
+            match Command::new(&bin).args(args).uid(65534).gid(65534).output() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                result => return result.expect("run ifpin as uid 65534"),
+            }
+        }
+        panic!("{} stayed busy", bin.display());
+    };
+    let out = run(&["audit", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    assert_eq!(report["owners"], "partial", "{}", report["owners"]);
+    assert!(report["unreadable"].as_u64().unwrap() > 0);
+    assert!(
+        report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("run as root")),
+        "{}",
+        report["warnings"]
+    );
+    let ours = report["sockets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["local"] == local.as_str())
+        .expect("the socket is still listed");
+    assert!(ours["processes"].as_array().unwrap().is_empty());
+
+    let out = run(&["audit"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("owners may be missing"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning"));
+    drop(listener);
+}

@@ -204,6 +204,7 @@ pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
             .owners
             .then(|| scope.spawn(owners::OwnerIndex::scan));
         let mut tables = Vec::with_capacity(namespaces.len());
+        let mut not_permitted = Vec::new();
         for ns in &namespaces {
             let label = ns.label();
             let read = netns::run_in(ns, || {
@@ -238,6 +239,11 @@ pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
                     });
                 }
                 Err(err) if ns.current => return Err(err.into()),
+                Err(netns::NetnsError::Enter { source, .. })
+                    if source.raw_os_error() == Some(libc::EPERM) =>
+                {
+                    not_permitted.push(label);
+                }
                 Ok((Err(err), _)) => warnings.push(format!(
                     "skipped network namespace {label}: {}",
                     chain(&err)
@@ -251,6 +257,14 @@ pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
                     chain(&err)
                 )),
             }
+        }
+        if !not_permitted.is_empty() {
+            warnings.push(format!(
+                "skipped {} network namespaces that could not be entered (setns needs \
+                 CAP_SYS_ADMIN; run as root): {}",
+                not_permitted.len(),
+                not_permitted.join(", ")
+            ));
         }
         let owner_index = match owners {
             Some(handle) => Some(
