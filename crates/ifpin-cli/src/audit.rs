@@ -179,6 +179,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_widths_match_what_is_printed() {
+        for text in [
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.99.7.2:7600",
+            "127.0.0.1:80",
+            "[::]:0",
+            "[fe80::1%3]:7500",
+            "[fd99:7::2]:443",
+        ] {
+            let addr: std::net::SocketAddr = text.parse().unwrap();
+            assert_eq!(addr_len(addr), addr.to_string().len(), "{text}");
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Report<'a> {
     sockets: Vec<SocketView<'a>>,
@@ -267,6 +288,27 @@ fn display_len(value: impl Display) -> usize {
     count.0
 }
 
+/// How wide `addr` prints: computed for IPv4 (most sockets, and this runs once per row),
+/// counted from `Display` for IPv6.
+fn addr_len(addr: std::net::SocketAddr) -> usize {
+    fn digits(n: u32) -> usize {
+        match n {
+            0..=9 => 1,
+            10..=99 => 2,
+            100..=999 => 3,
+            1000..=9999 => 4,
+            _ => 5,
+        }
+    }
+    match addr {
+        std::net::SocketAddr::V4(v4) => {
+            let ip: usize = v4.ip().octets().iter().map(|&o| digits(o.into())).sum();
+            ip + 3 + 1 + digits(v4.port().into())
+        }
+        v6 => display_len(v6),
+    }
+}
+
 fn print_table(
     out: &mut impl Write,
     audit: &Audit,
@@ -279,7 +321,7 @@ fn print_table(
     let rows = sockets.iter().map(|&i| &all[i]);
     let addr_width = |f: fn(&Socket) -> std::net::SocketAddr| {
         rows.clone()
-            .map(|s| display_len(f(s)))
+            .map(|s| addr_len(f(s)))
             .max()
             .unwrap_or(0)
             .max(6)
