@@ -5,13 +5,15 @@
 //! the `ifpin` library ([`pinning::LibraryPinning`]); this module only checks the privilege,
 //! runs the cases and prints ([`render`]) or writes JSON.
 
+mod confine;
 mod pinning;
 mod render;
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use netlab::cases::{self, CaseError, DemoLab};
+use netlab::cases::levels::ChildCommand;
+use netlab::cases::{self, CaseError, DemoLab, LevelSetup};
 
 use crate::exit;
 
@@ -26,7 +28,9 @@ use crate::exit;
 /// - pinned sockets made by the ifpin library (TCP/UDP over IPv4, IPv6, link-local) reach the
 ///   control peer with nothing on the front link, and a pinned listener refuses front ingress;
 /// - every override vector of kernel-facts.md against a pinned socket, as it behaves on this
-///   kernel: why the enforced level exists.
+///   kernel: why the enforced level exists;
+/// - the vectors that leaked, run again by a child process confined to ctl0 at the enforced and
+///   sealed levels (ifpin's confinement engine): what each guarantee level blocks.
 ///
 /// Needs root (network namespaces). Takes a few seconds and leaves nothing behind, also when
 /// interrupted with Ctrl-C.
@@ -40,10 +44,18 @@ pub struct Args {
     /// of the table.
     #[arg(long)]
     pub json: bool,
+
+    /// Internal: serve override vectors on stdin/stdout for the levels section (the demo
+    /// starts itself this way inside the virtual chassis).
+    #[arg(long, hide = true)]
+    pub vector_child: bool,
 }
 
 /// Runs `ifpin demo`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.vector_child {
+        return Ok(cases::levels::serve_child(&pinning::LibraryPinning));
+    }
     if let Some(reason) = netlab::privilege_problem() {
         anyhow::bail!(
             "ifpin demo needs root: it builds network namespaces and veth links ({reason}). \
@@ -55,13 +67,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         render::Table::intro();
     }
     let lab = DemoLab::new().map_err(interrupted_or)?;
+    let levels = LevelSetup {
+        confiner: &confine::LibraryConfiner,
+        child: ChildCommand {
+            program: std::env::current_exe().context("finding the ifpin executable")?,
+            args: vec!["demo".into(), "--vector-child".into()],
+        },
+    };
     let mut table = render::Table::default();
     let report = lab
-        .run(&cases::plan(), &pinning::LibraryPinning, &mut |case| {
-            if !args.json {
-                table.row(case);
-            }
-        })
+        .run_with_levels(
+            &cases::plan(),
+            &pinning::LibraryPinning,
+            &levels,
+            &mut |progress| {
+                if !args.json {
+                    table.progress(progress);
+                }
+            },
+        )
         .map_err(interrupted_or)?;
     drop(lab);
     let code = if report.summary.ok {

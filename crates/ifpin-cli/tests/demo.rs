@@ -19,6 +19,29 @@ fn namespaces_of(pid: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The confinement cgroups a process with this pid made (`<cgroup2>/ifpin/run-<pid>-…`).
+fn cgroups_of(pid: u32) -> Vec<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let Some(mount) = mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        right
+            .starts_with("cgroup2 ")
+            .then(|| left.split(' ').nth(4).map(str::to_owned))
+            .flatten()
+    }) else {
+        return Vec::new();
+    };
+    let prefix = format!("run-{pid}-");
+    std::fs::read_dir(format!("{mount}/ifpin"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn run_demo(args: &[&str]) -> (Output, u32) {
     let child = Command::new(IFPIN)
         .arg("demo")
@@ -63,6 +86,7 @@ fn demo_exits_0_prints_every_section_and_leaves_nothing_behind() {
         assert!(stdout.contains(shown), "case {shown} not shown:\n{stdout}");
     }
     assert!(namespaces_of(pid).is_empty(), "{:?}", namespaces_of(pid));
+    assert!(cgroups_of(pid).is_empty(), "{:?}", cgroups_of(pid));
 }
 
 #[test]
@@ -108,7 +132,7 @@ fn demo_json_has_every_case_with_frame_counts_and_verdicts() {
                 assert_eq!(case["outcome"], "answered by backplane", "{id}");
             }
             "ingress" => assert_eq!(case["verdict"], "refused", "{id}: {case}"),
-            "kernel-finding" => {
+            "kernel-finding" | "lifecycle" => {
                 // Measured, so only the shape is fixed here: an answer from the kernel, and a
                 // verdict that agrees with the front-link count.
                 if id != "finding-ifindex-reuse" {
@@ -127,10 +151,52 @@ fn demo_json_has_every_case_with_frame_counts_and_verdicts() {
     let contained = summary["vectors_contained"].as_array().unwrap().len();
     let findings = netlab::cases::plan()
         .into_iter()
-        .filter(|c| c.section == netlab::cases::Section::KernelFinding)
+        .filter(|c| {
+            matches!(
+                c.section,
+                netlab::cases::Section::KernelFinding | netlab::cases::Section::Lifecycle
+            )
+        })
         .count();
     assert_eq!(leaking + contained, findings);
+
+    // What each level blocks: every override vector that leaked from a pinned socket, run again
+    // at the enforced and the sealed level.
+    let levels = doc["levels"]["cases"]
+        .as_array()
+        .unwrap_or_else(|| panic!("levels section missing: {}", doc["levels_skipped"]));
+    let leaked_vectors: Vec<String> = cases
+        .iter()
+        .filter(|c| c["section"] == "kernel-finding" && c["verdict"] == "leaked")
+        .map(|c| {
+            c["id"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("finding-")
+                .to_owned()
+        })
+        .collect();
+    assert!(!leaked_vectors.is_empty());
+    for level in ["enforced", "sealed"] {
+        let at: Vec<&serde_json::Value> = levels.iter().filter(|c| c["level"] == level).collect();
+        let ids: Vec<String> = at
+            .iter()
+            .map(|c| c["vector"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, leaked_vectors, "{level}: the same vectors, in order");
+        for case in at {
+            let front = case["frames"]["front"].as_u64().unwrap();
+            assert_eq!(case["leaked"], front > 0, "{case}");
+            let vector = case["vector"].as_str().unwrap();
+            // The levels' promises (design.md): enforced, no IP packet leaves elsewhere (an
+            // AF_PACKET frame is not IP: the filter cannot see it); sealed, nothing at all.
+            if level == "sealed" || vector != "packet-btd" {
+                assert_eq!(front, 0, "{level} must block {vector}: {case}");
+            }
+        }
+    }
     assert!(namespaces_of(pid).is_empty());
+    assert!(cgroups_of(pid).is_empty(), "{:?}", cgroups_of(pid));
 }
 
 #[test]
@@ -191,4 +257,37 @@ fn demo_interrupted_with_ctrl_c_removes_its_namespaces() {
         "left behind: {:?}",
         namespaces_of(pid)
     );
+}
+
+#[test]
+fn demo_interrupted_during_the_levels_removes_its_cgroup_and_namespaces() {
+    if !netlab::require_privileged(
+        "demo_interrupted_during_the_levels_removes_its_cgroup_and_namespaces",
+    ) {
+        return;
+    }
+    let child = Command::new(IFPIN)
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning ifpin demo");
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cgroups_of(pid).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !cgroups_of(pid).is_empty(),
+        "the levels section never started"
+    );
+    let pid_t = libc::pid_t::try_from(pid).expect("pid fits");
+    // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(pid_t, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().expect("waiting for ifpin demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(namespaces_of(pid).is_empty(), "{:?}", namespaces_of(pid));
+    assert!(cgroups_of(pid).is_empty(), "{:?}", cgroups_of(pid));
 }

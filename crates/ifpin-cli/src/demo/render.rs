@@ -1,7 +1,7 @@
 //! How `ifpin demo` prints: a heading per section, one row per case as it finishes, then a
 //! summary. Only formatting lives here; the cases and their verdicts come from `netlab::cases`.
 
-use netlab::cases::{CaseReport, Report, Section, Verdict};
+use netlab::cases::{CaseReport, LevelCase, Progress, Report, Section, Verdict};
 
 /// Prints rows as the cases finish, with a heading whenever the section changes.
 #[derive(Debug, Default)]
@@ -25,14 +25,37 @@ impl Table {
         println!("  Frames are counted at the far end of each link, live, for each case.");
     }
 
+    /// Prints what a run reports as it goes.
+    pub fn progress(&mut self, progress: Progress<'_>) {
+        match progress {
+            Progress::Case(case) => self.row(case),
+            Progress::LevelsStart(confiner) => {
+                self.section = None;
+                println!();
+                println!(
+                    "what each guarantee level blocks: the vectors that leaked above, run again by a"
+                );
+                println!("child process confined to ctl0 ({confiner})");
+                println!(
+                    "  {:<24} {:<9} {:<13} {:>4} {:>5}  {:<8} kernel's answer (blocked by the programs)",
+                    "vector", "level", "run as", "ctl0", "front", "verdict"
+                );
+            }
+            Progress::Level(case) => level_row(case),
+            Progress::LevelsSkipped(reason) => {
+                println!("  (not run: {reason})");
+            }
+        }
+    }
+
     /// Prints one finished case.
-    pub fn row(&mut self, case: &CaseReport) {
+    fn row(&mut self, case: &CaseReport) {
         let section = case.spec.section;
         if self.section != Some(section) {
             self.section = Some(section);
             println!();
             println!("{}", section.heading());
-            if section == Section::KernelFinding {
+            if is_finding(section) {
                 println!(
                     "  {:<24} {:<13} {:>4} {:>5}  {:<8} kernel's answer",
                     "vector", "run as", "ctl0", "front", "verdict"
@@ -44,7 +67,7 @@ impl Table {
                 );
             }
         }
-        if section == Section::KernelFinding {
+        if is_finding(section) {
             let differs = if case.as_documented == Some(false) {
                 "  [differs from kernel-facts.md]"
             } else {
@@ -70,6 +93,24 @@ impl Table {
             );
         }
     }
+}
+
+fn is_finding(section: Section) -> bool {
+    matches!(section, Section::KernelFinding | Section::Lifecycle)
+}
+
+fn level_row(case: &LevelCase) {
+    println!(
+        "  {:<24} {:<9} {:<13} {:>4} {:>5}  {:<8} {} ({})",
+        case.vector,
+        case.level.to_string(),
+        case.privilege.to_string(),
+        case.frames.ctl0,
+        case.frames.front,
+        if case.leaked { "LEAKS" } else { "blocked" },
+        case.answer,
+        case.blocked_by_confinement,
+    );
 }
 
 fn verdict_text(case: &CaseReport) -> String {
@@ -125,6 +166,26 @@ pub fn summary(report: &Report) {
         "    above. That is why the enforced level (`ifpin exec --level enforced`) filters by"
     );
     println!("    interface in the kernel. These findings do not change the exit code.");
+    if let Some(levels) = &report.levels {
+        for guard in netlab::cases::Guard::ALL {
+            let at: Vec<_> = levels.cases.iter().filter(|c| c.level == guard).collect();
+            let leaking: Vec<_> = at.iter().filter(|c| c.leaked).map(|c| c.vector).collect();
+            println!(
+                "  {guard} level:{:width$} {} of {} of those vectors blocked (nothing on the front link){}",
+                "",
+                at.len() - leaking.len(),
+                at.len(),
+                if leaking.is_empty() {
+                    String::new()
+                } else {
+                    format!("; still leaking: {}", leaking.join(", "))
+                },
+                width = 9 - guard.to_string().len(),
+            );
+        }
+    } else if let Some(reason) = &report.levels_skipped {
+        println!("  levels: not shown ({reason})");
+    }
     if !s.differs_from_kernel_facts.is_empty() {
         println!(
             "    Different from kernel-facts.md on this kernel: {}",

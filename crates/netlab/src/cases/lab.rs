@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
+use super::levels::{
+    self, ChildProcess, Confined, Guard, LevelCase, LevelError, LevelSetup, LevelsReport,
+};
 use super::{
     CaseError, CaseKind, CaseReport, CaseSpec, EXCHANGE_TIMEOUT, Family, INGRESS_PORT, LinkFrames,
-    Pinning, PinningError, Report, SERVICE_PORT, SETTLE, Summary, Verdict,
+    Pinning, PinningError, Progress, Report, SERVICE_PORT, SETTLE, Section, Summary, Verdict,
 };
 use crate::chassis::{Chassis, Peer, Served};
 use crate::counter::FrameCounter;
@@ -23,6 +26,8 @@ use crate::vectors::{self, Documented, LinkIndex, Target, VECTOR_MARK, Vector};
 /// The device `finding-ifindex-reuse` creates with ctl0's old index, and its far end (in front).
 const REUSE_IF: &str = "reuse0";
 const REUSE_PEER_IF: &str = "peer-reuse0";
+/// Seconds a STALE neighbour entry waits before it is probed (the kernel's default is 5).
+const NEIGHBOUR_PROBE_DELAY: &str = "600";
 /// How many decoded front-link frames a report keeps per case.
 const FRAMES_SHOWN: usize = 6;
 /// The routing table [`vectors::VECTOR_MARK`] is sent to (out of the front panel).
@@ -47,6 +52,17 @@ impl DemoLab {
         let chassis = Chassis::new()?;
         let host = chassis.host();
         host.sysctl("net.ipv4.ping_group_range", "0 2147483647")?;
+        // A neighbour entry left STALE by one case (e.g. created by a peer's solicitation) is
+        // probed 5 s after its next use, which would land in a later case's window. Delay those
+        // probes past the end of the demo, so every frame a case counts is its own.
+        for family in ["ipv4", "ipv6"] {
+            for dev in [Chassis::CTL0, Chassis::ETH1] {
+                host.sysctl(
+                    &format!("net/{family}/neigh/{dev}/delay_first_probe_time"),
+                    NEIGHBOUR_PROBE_DELAY,
+                )?;
+            }
+        }
         host.ip(&[
             "rule",
             "add",
@@ -87,18 +103,11 @@ impl DemoLab {
     /// What the override vectors aim at: the front panel and the control-plane addresses.
     pub fn target(&self) -> Result<Target, CaseError> {
         let index = self.chassis.eth1_index()?;
-        Ok(Target {
-            other_index: LinkIndex::new(index).ok_or_else(|| CaseError::Setup {
-                case: "target".into(),
-                what: "eth1 has index 0".into(),
-            })?,
-            other_name: Chassis::ETH1.to_owned(),
-            v4: Chassis::CONTROL_V4,
-            v6: Chassis::CONTROL_V6,
-            other_peer_link_local: Chassis::FRONT_LL,
-            other_link_local: Chassis::HOST_ETH1_LL,
-            port: SERVICE_PORT,
-        })
+        let index = LinkIndex::new(index).ok_or_else(|| CaseError::Setup {
+            case: "target".into(),
+            what: "eth1 has index 0".into(),
+        })?;
+        Ok(chassis_target(index))
     }
 
     /// Runs every case of `cases` (normally [`super::plan`]) with `pinning`, calling `progress`
@@ -110,16 +119,75 @@ impl DemoLab {
         pinning: &dyn Pinning,
         progress: &mut dyn FnMut(&CaseReport),
     ) -> Result<Report, CaseError> {
+        self.run_inner(cases, pinning, None, &mut |p| {
+            if let Progress::Case(case) = p {
+                progress(case);
+            }
+        })
+    }
+
+    /// [`DemoLab::run`], plus the levels section ([`super::levels`]): the vectors that leaked
+    /// from a pinned socket, run again at the enforced and sealed levels, just before the
+    /// lifecycle cases (which delete ctl0). If the levels cannot be set up (no cgroup v2, no
+    /// BPF), the report says why in [`Report::levels_skipped`] and the rest still runs.
+    pub fn run_with_levels(
+        &self,
+        cases: &[CaseSpec],
+        pinning: &dyn Pinning,
+        levels: &LevelSetup<'_>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<Report, CaseError> {
+        self.run_inner(cases, pinning, Some(levels), progress)
+    }
+
+    fn run_inner(
+        &self,
+        cases: &[CaseSpec],
+        pinning: &dyn Pinning,
+        levels: Option<&LevelSetup<'_>>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<Report, CaseError> {
         let target = self.target()?;
         // Forget whatever building the lab put on the wire.
         self.settle_and_clear();
-        let mut reports = Vec::with_capacity(cases.len());
-        for case in cases {
+        let mut reports: Vec<CaseReport> = Vec::with_capacity(cases.len());
+        let mut levels_report = None;
+        let mut levels_skipped = None;
+        let mut levels_pending = levels;
+        for case in cases.iter().map(Some).chain([None]) {
             if super::interrupted() {
                 return Err(CaseError::Interrupted);
             }
+            let lifecycle_or_end = case.is_none_or(|c| c.section == Section::Lifecycle);
+            let setup = if lifecycle_or_end {
+                levels_pending.take()
+            } else {
+                None
+            };
+            if let Some(setup) = setup {
+                let leaked: Vec<Vector> = reports
+                    .iter()
+                    .filter(|r| r.verdict == Verdict::Leaked)
+                    .filter_map(|r| match r.spec.kind {
+                        CaseKind::Vector(vector) => Some(vector),
+                        _ => None,
+                    })
+                    .collect();
+                progress(Progress::LevelsStart(&setup.confiner.describe()));
+                match self.run_levels(&leaked, setup, progress) {
+                    Ok(report) => levels_report = Some(report),
+                    Err(_) if super::interrupted() => return Err(CaseError::Interrupted),
+                    Err(e) => {
+                        let reason = e.to_string();
+                        progress(Progress::LevelsSkipped(&reason));
+                        levels_skipped = Some(reason);
+                    }
+                }
+                self.settle_and_clear();
+            }
+            let Some(case) = case else { break };
             let report = self.run_case(case, pinning, &target)?;
-            progress(&report);
+            progress(Progress::Case(&report));
             reports.push(report);
         }
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -130,8 +198,91 @@ impl DemoLab {
             kernel,
             pinning: pinning.describe(),
             cases: reports,
+            levels: levels_report,
+            levels_skipped,
             summary,
         })
+    }
+
+    /// Runs `vectors` in a confined child at each level; see [`super::levels`].
+    fn run_levels(
+        &self,
+        vectors: &[Vector],
+        setup: &LevelSetup<'_>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<LevelsReport, LevelError> {
+        let mut cases = Vec::new();
+        for guard in Guard::ALL {
+            let confined = self
+                .chassis
+                .host()
+                .run(|| setup.confiner.confine(Chassis::CTL0, guard))?
+                .map_err(|source| LevelError::Confine {
+                    level: guard,
+                    source,
+                })?;
+            let result = self.run_level(
+                vectors,
+                guard,
+                setup,
+                confined.as_ref(),
+                &mut cases,
+                progress,
+            );
+            let closed = close_when_empty(confined);
+            result?;
+            closed.map_err(|source| LevelError::Confine {
+                level: guard,
+                source,
+            })?;
+        }
+        Ok(LevelsReport {
+            confiner: setup.confiner.describe(),
+            cases,
+        })
+    }
+
+    fn run_level(
+        &self,
+        vectors: &[Vector],
+        guard: Guard,
+        setup: &LevelSetup<'_>,
+        confined: &dyn Confined,
+        cases: &mut Vec<LevelCase>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<(), LevelError> {
+        let confine_error = |source| LevelError::Confine {
+            level: guard,
+            source,
+        };
+        let mut child = ChildProcess::spawn(self.chassis.host(), &setup.child)?;
+        confined.add_process(child.pid()).map_err(confine_error)?;
+        self.settle_and_clear();
+        for &vector in vectors {
+            if super::interrupted() {
+                return Err(LevelError::Interrupted);
+            }
+            let blocked_before = confined.blocked().map_err(confine_error)?;
+            let answer = child.request(&levels::run_request(vector, guard))?;
+            self.settle();
+            child.request("close")?;
+            let mut scratch = CaseReport::empty(super::plan_entry_for(vector));
+            self.count_into(&mut scratch);
+            let blocked_after = confined.blocked().map_err(confine_error)?;
+            let case = LevelCase {
+                vector: vector.id(),
+                level: guard,
+                privilege: guard.privilege(vector),
+                answer,
+                frames: scratch.frames,
+                blocked_by_confinement: blocked_after.saturating_sub(blocked_before),
+                leaked: scratch.frames.front > 0,
+                front_frames: scratch.front_frames,
+            };
+            progress(Progress::Level(&case));
+            cases.push(case);
+        }
+        child.quit()
     }
 
     /// Runs one case and judges it.
@@ -141,19 +292,7 @@ impl DemoLab {
         pinning: &dyn Pinning,
         target: &Target,
     ) -> Result<CaseReport, CaseError> {
-        let mut report = CaseReport {
-            spec: case.clone(),
-            outcome: String::new(),
-            frames: LinkFrames::default(),
-            verdict: Verdict::Failed,
-            ok: false,
-            attempt: None,
-            documented: None,
-            kernel_facts: None,
-            as_documented: None,
-            vector_frames_on_front: None,
-            front_frames: Vec::new(),
-        };
+        let mut report = CaseReport::empty(case.clone());
         match case.kind {
             CaseKind::BindOnly { tcp, v6 } => {
                 let answer = self.measure(&mut report, || bind_only_exchange(tcp, v6))?;
@@ -473,6 +612,26 @@ impl DemoLab {
         report.as_documented = Some(leaked);
         Ok(())
     }
+}
+
+/// What the override vectors aim at in the chassis, given eth1's index.
+pub(super) fn chassis_target(eth1: LinkIndex) -> Target {
+    Target {
+        other_index: eth1,
+        other_name: Chassis::ETH1.to_owned(),
+        v4: Chassis::CONTROL_V4,
+        v6: Chassis::CONTROL_V6,
+        other_peer_link_local: Chassis::FRONT_LL,
+        other_link_local: Chassis::HOST_ETH1_LL,
+        port: SERVICE_PORT,
+    }
+}
+
+/// Closes a confinement once its cgroup has emptied (the child was reaped just before; the
+/// kernel may take a moment to notice).
+fn close_when_empty(confined: Box<dyn Confined>) -> Result<(), PinningError> {
+    std::thread::sleep(Duration::from_millis(20));
+    confined.close()
 }
 
 fn setup(report: &CaseReport, what: String) -> CaseError {

@@ -24,6 +24,7 @@
 //! [`BarePinning`] (plain `SO_BINDTOIFINDEX`).
 
 mod lab;
+pub mod levels;
 mod sys;
 
 use std::fmt;
@@ -36,6 +37,7 @@ use serde::Serialize;
 use crate::vectors::{Attempt, Documented, Privilege, Vector};
 
 pub use lab::DemoLab;
+pub use levels::{Guard, LevelCase, LevelSetup, LevelsReport};
 
 /// The error type the [`Pinning`] implementations return: whatever the pinning library says.
 pub type PinningError = Box<dyn std::error::Error + Send + Sync>;
@@ -91,6 +93,9 @@ pub enum Section {
     Ingress,
     /// Override vectors against a pinned socket: measured kernel behaviour, not a promise.
     KernelFinding,
+    /// The binding is an interface index: measured kernel behaviour when the index changes
+    /// hands (runs last: it deletes ctl0).
+    Lifecycle,
 }
 
 impl Section {
@@ -104,6 +109,9 @@ impl Section {
             Self::Ingress => "ingress: traffic arriving on the front panel (promised: refused)",
             Self::KernelFinding => {
                 "kernel findings: why the enforced level exists (override vectors against a pinned socket)"
+            }
+            Self::Lifecycle => {
+                "kernel finding: the binding is an interface index, not a name (run last: deletes ctl0)"
             }
         }
     }
@@ -223,7 +231,7 @@ pub fn plan() -> Vec<CaseSpec> {
     }
     add(
         "finding-ifindex-reuse".into(),
-        Section::KernelFinding,
+        Section::Lifecycle,
         "ctl0 deleted, a new device to the front gets its index; the pinned socket sends again"
             .into(),
         Privilege::NetAdmin,
@@ -265,7 +273,7 @@ impl Verdict {
             Section::NegativeControl => self == Self::Leaked,
             Section::Pinned => self == Self::NoLeak,
             Section::Ingress => self == Self::Refused,
-            Section::KernelFinding => true,
+            Section::KernelFinding | Section::Lifecycle => true,
         }
     }
 }
@@ -316,6 +324,49 @@ pub struct CaseReport {
     pub front_frames: Vec<String>,
 }
 
+impl CaseReport {
+    fn empty(spec: CaseSpec) -> Self {
+        Self {
+            spec,
+            outcome: String::new(),
+            frames: LinkFrames::default(),
+            verdict: Verdict::Failed,
+            ok: false,
+            attempt: None,
+            documented: None,
+            kernel_facts: None,
+            as_documented: None,
+            vector_frames_on_front: None,
+            front_frames: Vec::new(),
+        }
+    }
+}
+
+/// The case spec of a vector's finding (for reports built outside [`plan`]).
+fn plan_entry_for(vector: Vector) -> CaseSpec {
+    let info = vector.info();
+    CaseSpec {
+        id: format!("finding-{}", info.id),
+        section: Section::KernelFinding,
+        title: info.title.to_owned(),
+        privilege: info.privilege,
+        kind: CaseKind::Vector(vector),
+    }
+}
+
+/// What a run reports as it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// A case finished.
+    Case(&'a CaseReport),
+    /// The levels section starts; the text says what confines.
+    LevelsStart(&'a str),
+    /// A vector finished at a level.
+    Level(&'a LevelCase),
+    /// The levels section could not run; the text says why.
+    LevelsSkipped(&'a str),
+}
+
 /// Totals over a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -346,6 +397,12 @@ pub struct Report {
     pub pinning: String,
     /// Every case, in order.
     pub cases: Vec<CaseReport>,
+    /// What each guarantee level blocks, when run ([`DemoLab::run_with_levels`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub levels: Option<LevelsReport>,
+    /// Why the levels section was not run, when it was asked for and could not be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub levels_skipped: Option<String>,
     /// Totals.
     pub summary: Summary,
 }
@@ -356,7 +413,7 @@ impl Summary {
         let findings = || {
             cases
                 .iter()
-                .filter(|c| c.spec.section == Section::KernelFinding)
+                .filter(|c| matches!(c.spec.section, Section::KernelFinding | Section::Lifecycle))
         };
         let ids = |f: &dyn Fn(&CaseReport) -> bool| {
             findings()
