@@ -17,28 +17,33 @@ use netlab::cases::{self, CaseError, DemoLab, LevelSetup};
 
 use crate::exit;
 
-/// Arguments of `ifpin demo`.
-///
-/// Builds three network namespaces (a host with a control link `ctl0` and a front-panel port
-/// `eth1` whose default route would carry control traffic, and a peer behind each link), runs
-/// every case live and counts the frames each one puts on each link:
-///
-/// - negative controls: sockets `bind()`-ed to ctl0's address only leak out of the front panel
-///   (which proves the counters see a leak);
-/// - pinned sockets made by the ifpin library (TCP/UDP over IPv4, IPv6, link-local) reach the
-///   control peer with nothing on the front link, and a pinned listener refuses front ingress;
-/// - every override vector of kernel-facts.md against a pinned socket, as it behaves on this
-///   kernel: why the enforced level exists;
-/// - the vectors that leaked, run again by a child process confined to ctl0 at the enforced and
-///   sealed levels (ifpin's confinement engine): what each guarantee level blocks.
-///
-/// Needs root (network namespaces). Takes a few seconds and leaves nothing behind, also when
-/// interrupted with Ctrl-C.
-///
-/// Exit status: 0 when every promise held (pinned sockets leaked nothing, ingress refused) and
-/// every negative control leaked; 1 otherwise; 2 when it cannot run (not root, no namespaces).
-/// The override vectors are findings about the kernel and never change the exit status.
+/// What `ifpin demo` does, shown by `ifpin demo --help`.
+const ABOUT: &str = "\
+Builds three network namespaces: a host with a control link ctl0 and a front-panel port eth1
+whose default route would carry control traffic, and a peer behind each link. Then runs every
+case live and counts the frames each one puts on each link:
+
+  negative controls  sockets bind()-ed to ctl0's address only leak out of the front panel
+                     (which proves the counters see a leak)
+  pinned sockets     TCP/UDP pinned by the ifpin library (IPv4, IPv6, link-local) reach the
+                     control peer with nothing on the front link
+  ingress            a pinned listener refuses what arrives from the front panel
+  kernel findings    every override vector of kernel-facts.md against a pinned socket, as it
+                     behaves on this kernel: why the enforced level exists
+  levels             the vectors that leaked, run again in a child confined to ctl0 at the
+                     enforced and sealed levels: what each guarantee level blocks
+  lifecycle          ctl0 deleted and its index taken by a device to the front
+
+Needs root (network namespaces, cgroup BPF). Takes a few seconds and leaves nothing behind,
+also when interrupted with Ctrl-C.
+
+Exit status: 0 when every promise held (pinned sockets leaked nothing, front ingress refused)
+and every negative control leaked; 1 otherwise; 2 when it cannot run (not root). The kernel
+findings and the levels section never change the exit status.";
+
+/// Arguments of `ifpin demo` (see [`ABOUT`] for what it does).
 #[derive(clap::Args, Debug)]
+#[command(after_help = ABOUT)]
 pub struct Args {
     /// Print one JSON document (kernel, cases with frame counts and verdicts, summary) instead
     /// of the table.

@@ -198,17 +198,13 @@ fn parsed<T: FromStr>(text: &str, flag: &str) -> Result<T, String> {
         .map_err(|_| format!("{flag}: cannot parse `{text}`"))
 }
 
+/// The interface's index in this network namespace (`if_nametoindex(3)`; `/sys/class/net`
+/// would show the namespace `/sys` was mounted in, not ours).
 fn index_of(name: &str) -> Result<LinkIndex, String> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
-        .map_err(|e| format!("interface `{name}`: {e} (is it in this network namespace?)"))?;
-    text.trim()
-        .parse()
+    nix::net::if_::if_nametoindex(name)
         .ok()
         .and_then(LinkIndex::new)
-        .ok_or(format!(
-            "interface `{name}`: unreadable ifindex `{}`",
-            text.trim()
-        ))
+        .ok_or(format!("no interface `{name}` in this network namespace"))
 }
 
 /// The interface's `fe80::/10` address from `/proc/net/if_inet6`.

@@ -16,7 +16,7 @@
 //!    answered ([`Attempt`]), and which interface the socket is bound to afterwards.
 //!
 //! Whether anything left through the other interface is not decided here: that is counted on the
-//! wire by a frame counter in the peer's namespace (see `netlab::cases`). [`Vector::documented`]
+//! wire by a frame counter in the peer's namespace (see `netlab::cases`). [`VectorInfo::documented`]
 //! says what `kernel-facts.md` recorded, only so a measurement can be compared with it.
 //!
 //! [`Privilege`] says what a vector needs; [`with_privilege`] runs code on a thread whose
@@ -28,7 +28,7 @@ mod sys;
 use std::fmt;
 use std::io;
 use std::io::IoSlice;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::num::NonZeroU32;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -56,7 +56,7 @@ pub const MULTICAST_V4: Ipv4Addr = Ipv4Addr::new(239, 255, 70, 1);
 pub const MULTICAST_V6: Ipv6Addr = Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 0x4242, 1);
 
 /// How long a vector's TCP connect may take before it is reported as `ETIMEDOUT`.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(600);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// An interface index as the kernel numbers it (`if_nametoindex(3)`), never 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -1078,46 +1078,6 @@ fn internet_checksum(data: &[u8]) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
-}
-
-/// The destination address a vector's packets carry, for matching frames (`None` for frames
-/// without an IP header, and for link-local/multicast destinations which name themselves).
-pub fn destination(vector: Vector, target: &Target) -> Option<IpAddr> {
-    let v4 = IpAddr::V4(target.v4);
-    let v6 = IpAddr::V6(target.v6);
-    Some(match vector {
-        Vector::Udp4Pktinfo
-        | Vector::Udp4PktinfoConnected
-        | Vector::Ping4Pktinfo
-        | Vector::V4MappedIpv6Pktinfo
-        | Vector::V4MappedIpPktinfo
-        | Vector::Raw4Pktinfo
-        | Vector::RebindPrivileged
-        | Vector::RebindUnprivileged
-        | Vector::IpUnicastIf
-        | Vector::SoDontroute
-        | Vector::SoMark
-        | Vector::Raw4NoCmsg => v4,
-        Vector::Udp4PktinfoBroadcast | Vector::Broadcast => IpAddr::V4(Ipv4Addr::BROADCAST),
-        Vector::Udp4PktinfoMulticast | Vector::IpMulticastIf => IpAddr::V4(MULTICAST_V4),
-        Vector::V6ScopeLinkLocal | Vector::Raw6ScopeLinkLocal | Vector::V6ConnectScope => {
-            IpAddr::V6(target.other_peer_link_local)
-        }
-        Vector::V6ScopeMulticast => IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)),
-        Vector::V6BindLinkLocal | Vector::Udp6Pktinfo | Vector::Udp6PktinfoSticky => v6,
-        Vector::Ipv6UnicastIf => v6,
-        Vector::Ipv6MulticastIf => IpAddr::V6(MULTICAST_V6),
-        Vector::PacketBtd => return None,
-    })
-}
-
-/// A socket address helper for callers printing what a vector aimed at.
-pub fn describe_destination(vector: Vector, target: &Target) -> String {
-    match (destination(vector, target), vector.info().signature) {
-        (Some(ip), Signature::Udp | Signature::Tcp) => SocketAddr::new(ip, target.port).to_string(),
-        (Some(ip), _) => ip.to_string(),
-        (None, _) => format!("ethertype {VECTOR_ETHERTYPE:#06x}, broadcast"),
-    }
 }
 
 #[cfg(test)]
