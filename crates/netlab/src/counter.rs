@@ -12,10 +12,16 @@
 //!
 //! The capture is bound to the interface's index: if that interface is deleted (with its
 //! link), the counter simply sees nothing more. Open a new counter on a re-created link.
+//!
+//! A counter does not borrow its [`Netns`]; it may be dropped before or after it. Its socket
+//! keeps the namespace's kernel object alive until the counter is dropped (the name is gone
+//! from `ip netns list` as soon as the `Netns` is dropped).
+//!
+//! [`settle_all`] settles several counters at once (in parallel), for multi-link checks.
 
 use std::net::IpAddr;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -42,10 +48,10 @@ struct Shared {
     /// Last time the capture thread found its socket empty (a receive timed out).
     last_idle: Mutex<Instant>,
     /// Frames the kernel dropped because the socket buffer was full.
-    kernel_drops: std::sync::atomic::AtomicUsize,
+    kernel_drops: AtomicUsize,
     stop: AtomicBool,
     error: Mutex<Option<String>>,
-    overflow: std::sync::atomic::AtomicUsize,
+    overflow: AtomicUsize,
 }
 
 /// Records every frame crossing one interface of one namespace, until dropped.
@@ -61,19 +67,22 @@ impl FrameCounter {
     /// Starts capturing on `ifname` inside `ns`. Returns once the socket is bound, so every
     /// frame sent after this call is seen.
     pub fn open(ns: &Netns, ifname: &str) -> Result<FrameCounter> {
-        let ifindex = ns.ifindex(ifname)?;
         let context = format!("{ifname} in {}", ns.name());
-        let fd = ns
-            .run(|| sys::packet_socket(ifindex, POLL))?
-            .map_err(|e| Error::sys("socket(AF_PACKET)/bind", context.clone(), e))?;
+        // Resolve the name and bind in one visit, so the index cannot change in between.
+        let fd = ns.run(|| -> Result<_> {
+            let ifindex = nix::net::if_::if_nametoindex(ifname)
+                .map_err(|e| Error::sys("if_nametoindex", context.clone(), e.into()))?;
+            sys::packet_socket(ifindex, POLL)
+                .map_err(|e| Error::sys("socket(AF_PACKET)/bind", context.clone(), e))
+        })??;
         let shared = Arc::new(Shared {
             frames: Mutex::new(Vec::new()),
             last_frame: Mutex::new(Instant::now()),
             last_idle: Mutex::new(Instant::now()),
-            kernel_drops: std::sync::atomic::AtomicUsize::new(0),
+            kernel_drops: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             error: Mutex::new(None),
-            overflow: std::sync::atomic::AtomicUsize::new(0),
+            overflow: AtomicUsize::new(0),
         });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -289,6 +298,16 @@ impl Drop for FrameCounter {
             let _ = t.join();
         }
     }
+}
+
+/// [`FrameCounter::settle`] on every counter at once: returns when all of them are settled, in
+/// about the time the slowest one takes rather than the sum.
+pub fn settle_all(counters: &[&FrameCounter]) {
+    std::thread::scope(|scope| {
+        for c in counters {
+            scope.spawn(|| c.settle());
+        }
+    });
 }
 
 /// The default filter: arrived from the far end, and not background noise.

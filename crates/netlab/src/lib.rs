@@ -72,7 +72,7 @@ mod sys;
 pub mod vectors;
 
 pub use chassis::{Chassis, Peer, Served};
-pub use counter::FrameCounter;
+pub use counter::{FrameCounter, settle_all};
 pub use error::{Error, Result};
 pub use frame::{Arp, Direction, Frame, Payload, Transport};
 pub use lab::{Lab, LabBuilder, Route};

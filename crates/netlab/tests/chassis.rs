@@ -183,6 +183,7 @@ fn counter_sees_unbound_leak_and_not_ctl0_traffic() {
     assert_eq!(back.count_involving(ctl_v4), 0, "{}", back.describe());
 
     // Over ctl0 (SO_BINDTODEVICE + the fallback route): counted on the backplane, not the front.
+    netlab::settle_all(&[&front, &back]);
     front.clear();
     back.clear();
     let answer = chassis
@@ -196,8 +197,7 @@ fn counter_sees_unbound_leak_and_not_ctl0_traffic() {
         .unwrap()
         .unwrap();
     assert_eq!(answer, "backplane\n");
-    front.settle();
-    back.settle();
+    netlab::settle_all(&[&front, &back]);
     assert_eq!(front.count_involving(ctl_v4), 0, "{}", front.describe());
     assert_eq!(front.total(), 0, "{}", front.describe());
     assert_eq!(
