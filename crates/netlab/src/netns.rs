@@ -70,13 +70,18 @@ impl Netns {
         static SWEEP: std::sync::Once = std::sync::Once::new();
         SWEEP.call_once(sweep_stale);
         let pid = std::process::id();
+        let mut attempts = 0;
         loop {
             let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
             let name = format!("nl-{label}-{pid}-{n}");
             match run_ip(&["netns", "add", &name]) {
                 Ok(_) => return Netns::finish(name, label),
                 // A leftover from a dead process with a recycled pid: take the next number.
-                Err(Error::Command { ref stderr, .. }) if stderr.contains("File exists") => {}
+                Err(Error::Command { ref stderr, .. })
+                    if stderr.contains("File exists") && attempts < 100 =>
+                {
+                    attempts += 1;
+                }
                 Err(e) => return Err(e),
             }
         }
