@@ -288,3 +288,37 @@ impl Lab {
         self.hosts.iter().map(|(k, v)| (k.as_str(), v))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_arguments_follow_ip_route() {
+        let r = Route::new("default")
+            .via("10.0.0.2")
+            .dev("eth1")
+            .metric(100);
+        assert!(!r.is_ipv6());
+        assert_eq!(
+            r.to_args(),
+            [
+                "route", "replace", "default", "via", "10.0.0.2", "dev", "eth1", "metric", "100"
+            ]
+        );
+        let r = Route::new("default")
+            .via("fd10::2")
+            .dev("ctl0")
+            .src("fd10::1")
+            .onlink();
+        assert!(r.is_ipv6());
+        assert_eq!(
+            r.to_args(),
+            [
+                "-6", "route", "replace", "default", "via", "fd10::2", "dev", "ctl0", "src",
+                "fd10::1", "onlink"
+            ]
+        );
+        assert!(Route::new("fd99::/64").is_ipv6());
+    }
+}

@@ -109,9 +109,17 @@ fn responders_answer_over_ctl0_with_their_name() {
         })
         .unwrap();
     assert_eq!(a4.unwrap(), "backplane\n");
+    let ll_tcp = SocketAddr::V6(SocketAddrV6::new(
+        chassis.peer_ll(Peer::Backplane),
+        7000,
+        0,
+        ctl0,
+    ));
+    let answer = chassis.host().run(|| tcp_read(ll_tcp)).unwrap();
+    assert_eq!(answer.unwrap(), "backplane\n");
     assert_eq!(a6.unwrap(), "backplane\n");
     assert_eq!(all.unwrap(), "backplane\n");
-    assert_eq!(tcp.backplane_hits(), 2);
+    assert_eq!(tcp.backplane_hits(), 3);
     assert_eq!(udp.backplane_hits(), 1);
     assert_eq!(tcp.front_hits() + udp.front_hits(), 0);
 
@@ -120,7 +128,7 @@ fn responders_answer_over_ctl0_with_their_name() {
     let answer = chassis.host().run(|| tcp_read(ctl)).unwrap().unwrap();
     assert_eq!(answer, "front\n");
     assert_eq!(tcp.front_hits(), 1);
-    assert_eq!(tcp.backplane_hits(), 2);
+    assert_eq!(tcp.backplane_hits(), 3);
 
     // A client that talks first still gets the whole answer (no RST on close).
     let answer = chassis
