@@ -26,7 +26,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::counter::FrameCounter;
 use crate::error::Result;
-use crate::lab::{Lab, Route};
+use crate::lab::{LINK_UP_TIMEOUT, Lab, Route};
 use crate::netns::Netns;
 use crate::responder::{Proto, Responder};
 
@@ -380,10 +380,17 @@ impl Chassis {
         self.host().link_down(Self::CTL0)
     }
 
-    /// `ip link set ctl0 up` in the host, nothing else (IPv6 addresses stay gone; see
-    /// [`Chassis::restore_ctl0`]).
+    /// `ip link set ctl0 up` in the host and wait until it carries frames, nothing else (IPv6
+    /// addresses stay gone; see [`Chassis::restore_ctl0`]).
     pub fn ctl0_up(&self) -> Result<()> {
-        self.host().link_up(Self::CTL0)
+        self.host().link_up(Self::CTL0)?;
+        self.wait_link(Peer::Backplane, Self::CTL0, Self::BACKPLANE_IF)
+    }
+
+    /// Waits until both ends of the host's link `host_if` to `peer` (`peer_if`) carry frames.
+    fn wait_link(&self, peer: Peer, host_if: &str, peer_if: &str) -> Result<()> {
+        self.host().wait_link_up(host_if, LINK_UP_TIMEOUT)?;
+        self.peer(peer).wait_link_up(peer_if, LINK_UP_TIMEOUT)
     }
 
     /// Brings `ctl0` up and puts back its addresses and the routes through it on both ends
@@ -392,6 +399,7 @@ impl Chassis {
     pub fn restore_ctl0(&self) -> Result<()> {
         self.host().link_up(Self::CTL0)?;
         self.backplane().link_up(Self::BACKPLANE_IF)?;
+        self.wait_link(Peer::Backplane, Self::CTL0, Self::BACKPLANE_IF)?;
         for (host, ifname, cidr) in Self::ctl0_host_addrs()
             .into_iter()
             .chain(Self::ctl0_backplane_addrs())
@@ -427,7 +435,8 @@ impl Chassis {
     }
 
     /// Creates a new veth link from the host (interface `host_if`, with interface index
-    /// `index` if given) to `peer` (interface `peer_if`), both ends up, no addresses.
+    /// `index` if given) to `peer` (interface `peer_if`), both ends up and carrying frames when
+    /// this returns, no addresses.
     ///
     /// With `index` = the old index of a deleted `ctl0` and `peer` = [`Peer::Front`], this is
     /// "a different device with the old ifindex" that leads out of the front panel.
@@ -441,7 +450,8 @@ impl Chassis {
         self.host()
             .add_veth(host_if, index, self.peer(peer), peer_if)?;
         self.host().link_up(host_if)?;
-        self.peer(peer).link_up(peer_if)
+        self.peer(peer).link_up(peer_if)?;
+        self.wait_link(peer, host_if, peer_if)
     }
 }
 

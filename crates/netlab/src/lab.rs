@@ -2,7 +2,8 @@
 //!
 //! [`Lab::builder`] collects the description without touching the system; [`LabBuilder::build`]
 //! creates one [`Netns`] per host, the veth pairs directly inside their namespaces, applies
-//! sysctls, brings links up, adds addresses (IPv6 with `nodad`), then routes, in that order. Any
+//! sysctls, brings links up (and waits until they carry frames), adds addresses (IPv6 with
+//! `nodad`), then routes, in that order. Any
 //! failure drops what was built so far. Dropping the [`Lab`] deletes every namespace (and so
 //! every veth).
 //!
@@ -25,6 +26,9 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 use crate::netns::{Netns, check_ifname};
+
+/// How long [`LabBuilder::build`] and the chassis helpers wait for a link to come up.
+pub const LINK_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A route, in `ip route` terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,11 +242,19 @@ impl LabBuilder {
         for (h, key, value) in &self.sysctls {
             lab.host(h).sysctl(key, value)?;
         }
+        let is_up = |h: &String, i: &String| !self.down.iter().any(|(dh, di)| dh == h && di == i);
         for l in &self.links {
             for (h, i) in [&l.a, &l.b] {
-                if !self.down.iter().any(|(dh, di)| dh == h && di == i) {
+                if is_up(h, i) {
                     lab.host(h).link_up(i)?;
                 }
+            }
+        }
+        // Links with both ends up must be able to carry frames when build() returns.
+        for l in &self.links {
+            if is_up(&l.a.0, &l.a.1) && is_up(&l.b.0, &l.b.1) {
+                lab.host(&l.a.0).wait_link_up(&l.a.1, LINK_UP_TIMEOUT)?;
+                lab.host(&l.b.0).wait_link_up(&l.b.1, LINK_UP_TIMEOUT)?;
             }
         }
         for (h, i, cidr) in &self.addrs {

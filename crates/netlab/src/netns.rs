@@ -252,9 +252,36 @@ impl Netns {
         Ok(())
     }
 
-    /// `ip link set IFNAME up`.
+    /// `ip link set IFNAME up`. Returns at once; see [`Netns::wait_link_up`] before sending.
     pub fn link_up(&self, ifname: &str) -> Result<()> {
         self.ip(&["link", "set", ifname, "up"]).map(drop)
+    }
+
+    /// Waits until `ifname` is operationally up (`state UP` in `ip link`: the carrier is on,
+    /// for a veth both ends are up) or `timeout` passes.
+    ///
+    /// Needed before sending: the kernel activates a device's transmit queue only when it
+    /// processes the carrier-on event, asynchronously; until then frames are silently dropped.
+    pub fn wait_link_up(&self, ifname: &str, timeout: std::time::Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let out = self.ip(&["-o", "link", "show", "dev", ifname])?;
+            if out.contains(" state UP ") {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Invalid {
+                    what: "interface state",
+                    value: format!("{ifname} in {}", self.name),
+                    reason: format!(
+                        "not operationally up after {timeout:?} (is the other end of the link \
+                         up?): {}",
+                        out.trim()
+                    ),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// `ip link set IFNAME down`.

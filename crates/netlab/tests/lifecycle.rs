@@ -99,7 +99,8 @@ fn new_device_with_the_old_index_leads_to_the_front() {
 
     // The socket bound to the old index now sends out of the new device, to the front.
     let counter = netlab::FrameCounter::open(chassis.front(), "peer-evil0").unwrap();
-    let _ = s.send_to(b"q", SocketAddr::new(chassis.control_v4(), 7101));
+    s.send_to(b"q", SocketAddr::new(chassis.control_v4(), 7101))
+        .expect("send through the old index");
     counter.settle_for(Duration::from_millis(300));
     assert!(
         counter.count_involving(chassis.control_v4()) >= 1,
