@@ -525,3 +525,33 @@ fn loopback_mode_at_pinned_refuses_the_datagram_routed_before_its_pin() {
     let counters = close(confinement);
     assert_eq!(counters.sendmsg_refused, 2, "{counters:?}");
 }
+
+#[test]
+fn an_interface_gone_since_resolution_is_refused() {
+    if !netlab::require_privileged("an_interface_gone_since_resolution_is_refused") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let ctl0 = chassis
+        .host()
+        .run(|| Interface::resolve(Chassis::CTL0))
+        .unwrap()
+        .unwrap();
+    chassis.delete_ctl0().unwrap();
+    let err = chassis
+        .host()
+        .run(move || {
+            Confinement::create(ConfineOptions {
+                interface: ctl0,
+                level: Level::Sealed,
+                allow_loopback: false,
+            })
+        })
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, ifpin::ConfineError::InterfaceGone { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("ctl0"), "{err}");
+}

@@ -196,3 +196,40 @@ fn stale_confinements_are_left_while_populated_and_removed_once_empty() {
         vec![]
     );
 }
+
+#[test]
+fn missing_capabilities_are_named() {
+    if !privileged("missing_capabilities_are_named") {
+        return;
+    }
+    // Capabilities are per thread: drop them on a throwaway thread only.
+    let err = std::thread::spawn(|| {
+        use caps::{CapSet, Capability};
+        for cap in [
+            Capability::CAP_BPF,
+            Capability::CAP_SYS_ADMIN,
+            Capability::CAP_NET_ADMIN,
+        ] {
+            caps::drop(None, CapSet::Effective, cap).unwrap();
+        }
+        Confinement::create(ConfineOptions {
+            interface: Interface::loopback().unwrap(),
+            level: Level::Sealed,
+            allow_loopback: false,
+        })
+        .unwrap_err()
+    })
+    .join()
+    .unwrap();
+    match &err {
+        ifpin::ConfineError::NoPrivilege { missing } => {
+            assert_eq!(missing, &["CAP_BPF", "CAP_NET_ADMIN"])
+        }
+        other => panic!("expected NoPrivilege, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("CAP_BPF") && message.contains("CAP_NET_ADMIN"),
+        "{message}"
+    );
+}
