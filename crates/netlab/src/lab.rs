@@ -7,8 +7,9 @@
 //! failure drops what was built so far. Dropping the [`Lab`] deletes every namespace (and so
 //! every veth).
 //!
-//! ```no_run
+//! ```
 //! # fn main() -> netlab::Result<()> {
+//! # if !netlab::require_privileged("lab module doc") { return Ok(()); }
 //! use netlab::{Lab, Route};
 //! let lab = Lab::builder()
 //!     .host("a")

@@ -12,12 +12,19 @@
 //!   peers `backplane` and `front`, a control destination behind both).
 //! * [`Responder`] ([`responder`]): TCP/UDP servers answering with their host's name.
 //! * [`FrameCounter`] ([`counter`]) and [`Frame`] ([`frame`]): `AF_PACKET` capture, decoded,
-//!   direction-aware, noise-filtered.
+//!   direction-aware, noise-filtered. Query with [`FrameCounter::count`] /
+//!   [`FrameCounter::frames`] / [`FrameCounter::count_involving`] after
+//!   [`FrameCounter::settle`] (or [`settle_all`]); [`FrameCounter::take`] reads and clears in
+//!   one step; [`FrameCounter::describe`] lists the frames for assertion messages.
 //! * [`require_privileged`]: the skip-or-fail guard for tests that need root.
+//!
+//! Rules the API keeps for you: labs, chassis and chassis helpers return only once their links
+//! carry frames ([`Netns::wait_link_up`]); responders answer UDP from the address that was
+//! asked; counters fail loudly (panic) rather than under-count if frames were lost.
 //!
 //! ## Usage
 //!
-//! ```no_run
+//! ```
 //! use std::net::{SocketAddr, TcpStream};
 //! use std::io::Read;
 //! use netlab::{Chassis, Peer, Proto};
@@ -52,6 +59,37 @@
 //! let old = chassis.ctl0_index()?;
 //! chassis.delete_ctl0()?;
 //! chassis.add_host_link("evil0", Some(old), Peer::Front, "peer-evil0")?;
+//! let evil = netlab::FrameCounter::open(chassis.front(), "peer-evil0")?;
+//! # drop(evil);
+//! # Ok(()) }
+//! ```
+//!
+//! A custom topology, and a process running inside it:
+//!
+//! ```
+//! use netlab::{Lab, Responder, Route};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # if !netlab::require_privileged("netlab crate doc: custom topology") { return Ok(()); }
+//! let lab = Lab::builder()
+//!     .host("client")
+//!     .host("server")
+//!     .link(("client", "eth0"), ("server", "eth0"))
+//!     .addr("client", "eth0", "10.1.0.1/24")
+//!     .addr("client", "eth0", "fd01::1/64")
+//!     .addr("server", "eth0", "10.1.0.2/24")
+//!     .addr("server", "lo", "192.0.2.1/32")
+//!     .route("client", Route::new("192.0.2.0/24").via("10.1.0.2").metric(10))
+//!     .sysctl("server", "net.ipv4.ip_forward", "1")
+//!     .build()?;
+//! let server = Responder::udp(lab.host("server"), "192.0.2.1:5353".parse()?)?;
+//! let mut dig = lab.host("client").command("python3");
+//! dig.args(["-c", "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+//!                  s.settimeout(2); s.sendto(b'?', ('192.0.2.1', 5353)); print(s.recv(64))"]);
+//! let out = dig.output()?;                                 // b'server\n'
+//! assert!(String::from_utf8_lossy(&out.stdout).contains("server"));
+//! assert_eq!(server.hits(), 1);
+//! // Long-running programs: lab.host("x").spawn(&mut cmd)? is killed when the lab drops.
 //! # Ok(()) }
 //! ```
 //!
