@@ -55,21 +55,89 @@ impl CgroupError {
 
 /// The mount point of the cgroup2 hierarchy, from `/proc/self/mountinfo`.
 pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
+    cgroup2_mounts()?
+        .into_iter()
+        .next()
+        .ok_or(CgroupError::NotMounted)
+}
+
+/// Every place the cgroup2 hierarchy is mounted (it can be mounted more than once).
+pub fn cgroup2_mounts() -> Result<Vec<PathBuf>, CgroupError> {
     let path = Path::new("/proc/self/mountinfo");
     let text = fs::read_to_string(path).map_err(|e| CgroupError::io("read", path, e))?;
-    parse_cgroup2_mount(&text).ok_or(CgroupError::NotMounted)
+    Ok(parse_cgroup2_mounts(&text))
 }
 
 /// Finds the first cgroup2 mount point in mountinfo text.
+#[cfg(test)]
 fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (before, after) = line.split_once(" - ")?;
-        if after.split_whitespace().next()? != "cgroup2" {
-            return None;
+    parse_cgroup2_mounts(mountinfo).into_iter().next()
+}
+
+/// Finds every cgroup2 mount point in mountinfo text.
+fn parse_cgroup2_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            if after.split_whitespace().next()? != "cgroup2" {
+                return None;
+            }
+            let mount_point = before.split_whitespace().nth(4)?;
+            Some(PathBuf::from(unescape_octal(mount_point)))
+        })
+        .collect()
+}
+
+/// A read-only view of the cgroup2 hierarchy for a process about to be confined.
+///
+/// Moving a process between cgroups is a file-permission check on `cgroup.procs` (owned by
+/// root, mode 0644), not a capability check, so a root process inside a confinement can leave
+/// it by writing its pid into an ancestor's `cgroup.procs`, even with every capability but
+/// `CAP_DAC_OVERRIDE` dropped. [`ReadOnlyHierarchy::apply`], run in the child between `fork`
+/// and `exec`, gives the child its own mount namespace in which every cgroup2 mount is
+/// read-only: the write fails with `EROFS`, and undoing it needs `CAP_SYS_ADMIN` (which the
+/// sealed level drops). Paths into another mount namespace (`/proc/PID/root` of a process
+/// outside) stay open to a task that may ptrace that process: drop `CAP_SYS_PTRACE` too.
+#[derive(Debug)]
+pub struct ReadOnlyHierarchy {
+    mounts: Vec<(std::ffi::CString, libc::c_ulong)>,
+}
+
+impl ReadOnlyHierarchy {
+    /// Finds the cgroup2 mounts and their flags. Call it before `fork`.
+    pub fn prepare() -> Result<ReadOnlyHierarchy, CgroupError> {
+        let mut mounts = Vec::new();
+        for path in cgroup2_mounts()? {
+            let c_path =
+                std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
+                    CgroupError::io(
+                        "statvfs",
+                        &path,
+                        io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"),
+                    )
+                })?;
+            let flags = crate::sys::mount::mount_flags(&c_path)
+                .map_err(|e| CgroupError::io("statvfs", &path, e))?;
+            mounts.push((c_path, flags));
         }
-        let mount_point = before.split_whitespace().nth(4)?;
-        Some(PathBuf::from(unescape_octal(mount_point)))
-    })
+        if mounts.is_empty() {
+            return Err(CgroupError::NotMounted);
+        }
+        Ok(ReadOnlyHierarchy { mounts })
+    }
+
+    /// In the child, between `fork` and `exec`: a new mount namespace (changes do not
+    /// propagate back) in which every cgroup2 mount is read-only. Only syscalls, no
+    /// allocation: safe in a `pre_exec` hook. Needs `CAP_SYS_ADMIN` at that point.
+    pub fn apply(&self) -> io::Result<()> {
+        crate::sys::mount::unshare_mount_namespace()?;
+        crate::sys::mount::make_mounts_slave()?;
+        for (path, flags) in &self.mounts {
+            crate::sys::mount::remount_read_only(path, *flags)?;
+        }
+        Ok(())
+    }
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.

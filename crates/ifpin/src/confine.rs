@@ -27,6 +27,10 @@
 //! [`Confinement::cleanup_stale`] removes what dead owners left behind.
 //!
 //! Capabilities are not dropped here, and no process is started here: `ifpin exec` does both.
+//! A confined process that is root can still leave the cgroup by writing its pid into an
+//! ancestor's `cgroup.procs` (a file-permission check, no capability needed) unless the
+//! cgroup2 mount it sees is read-only, e.g. in its own mount namespace; that is for the
+//! process starter to arrange.
 
 use std::fs;
 use std::net::IpAddr;
@@ -61,8 +65,9 @@ pub struct ConfineOptions {
     /// - the datagram whose `sendto` pins a UDP socket was routed before the pin: at
     ///   `pinned` it is refused (`EPERM`); at `enforced` and above the egress filter drops it
     ///   (`EPERM`) unless its route already used the interface;
-    /// - ping and raw sockets, and `listen()` without `bind()`, run no address hook: only the
-    ///   egress/ingress filters (enforced and above) hold them;
+    /// - ping and raw sockets, and listeners that never `bind()` or bind the wildcard
+    ///   address, run no pinning hook: only the egress/ingress filters (enforced and above)
+    ///   hold them, so at `pinned` such a listener accepts connections from any interface;
     /// - `bind()` to any `fe80::/10` address is refused: the hook cannot see the scope id;
     /// - the host's own addresses are read when the confinement is made and on
     ///   [`Confinement::set_interface`]; a connect to an address added later is pinned.
@@ -240,6 +245,12 @@ static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
 impl Confinement {
     /// Makes a fresh cgroup, loads and attaches the programs of `opts.level`.
+    ///
+    /// Call it in the network namespace of the interface (the one the confined processes
+    /// create their sockets in): the interface is checked, and the host's own addresses are
+    /// read, in the calling thread's namespace. Needs `CAP_BPF` (or `CAP_SYS_ADMIN`) and
+    /// `CAP_NET_ADMIN`, cgroup v2, and Linux 5.8 or newer (5.12 for loopback mode, whose
+    /// `sendmsg` hooks call `bpf_setsockopt`).
     ///
     /// Fails closed: on any error, whatever was attached is detached and the cgroup removed.
     pub fn create(opts: ConfineOptions) -> Result<Confinement, ConfineError> {

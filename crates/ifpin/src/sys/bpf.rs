@@ -407,23 +407,33 @@ pub fn prog_detach(
 }
 
 /// `BPF_PROG_QUERY`: the ids of the programs attached directly to the cgroup `target` at
-/// `attach_type` (not inherited ones). At most 64 ids are returned.
+/// `attach_type` (not inherited ones), however many there are.
 pub fn prog_query(
     target: BorrowedFd<'_>,
     attach_type: AttachType,
 ) -> Result<Vec<u32>, SyscallError> {
-    let mut ids = [0u32; 64];
-    let mut attr = QueryAttr {
-        target_fd: target.as_raw_fd() as u32,
-        attach_type: attach_type as u32,
-        prog_ids: ids.as_mut_ptr() as u64,
-        prog_cnt: ids.len() as u32,
-        ..Default::default()
-    };
-    // SAFETY: the kernel writes at most prog_cnt u32 ids into `ids`.
-    unsafe { sys_bpf(cmd::PROG_QUERY, &mut attr, "BPF_PROG_QUERY") }?;
-    let count = (attr.prog_cnt as usize).min(ids.len());
-    Ok(ids[..count].to_vec())
+    let mut ids = vec![0u32; 16];
+    loop {
+        let mut attr = QueryAttr {
+            target_fd: target.as_raw_fd() as u32,
+            attach_type: attach_type as u32,
+            prog_ids: ids.as_mut_ptr() as u64,
+            prog_cnt: ids.len() as u32,
+            ..Default::default()
+        };
+        // SAFETY: the kernel writes at most prog_cnt u32 ids into `ids`.
+        match unsafe { sys_bpf(cmd::PROG_QUERY, &mut attr, "BPF_PROG_QUERY") } {
+            Ok(_) => {
+                ids.truncate((attr.prog_cnt as usize).min(ids.len()));
+                return Ok(ids);
+            }
+            // More programs than room: the kernel says how many there are.
+            Err(err) if err.errno() == Some(libc::ENOSPC) && attr.prog_cnt as usize > ids.len() => {
+                ids = vec![0u32; attr.prog_cnt as usize];
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// `BPF_PROG_GET_FD_BY_ID`: a file descriptor for a loaded program, by id.

@@ -7,6 +7,7 @@
 
 pub mod bpf;
 pub mod iface;
+pub mod mount;
 pub mod process;
 pub mod procfs;
 pub mod socket;
