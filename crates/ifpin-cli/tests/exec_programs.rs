@@ -170,3 +170,53 @@ fn a_double_forking_daemon_stays_confined_and_is_waited_for() {
     );
     let _ = std::fs::remove_file(&out);
 }
+
+#[test]
+fn loopback_is_closed_unless_allowed() {
+    if !netlab::require_privileged("loopback_is_closed_unless_allowed") {
+        return;
+    }
+    let chassis = Chassis::new().expect("chassis");
+    let _backplane = serve_label(chassis.backplane(), "backplane");
+    let _front = serve_label(chassis.front(), "front");
+    let _local = serve_label(chassis.host(), "loopback");
+    let front = chassis.front_counter().expect("front counter");
+    let curl = |url: &str| -> Vec<String> {
+        ["curl", "-s", "--max-time", "2", url]
+            .map(String::from)
+            .to_vec()
+    };
+    let local4 = format!("http://127.0.0.1:{PORT}/");
+    let local6 = format!("http://[::1]:{PORT}/");
+    for level in ["pinned", "enforced", "sealed"] {
+        // Without --allow-loopback, every socket is pinned to ctl0: loopback is unreachable.
+        for url in [&local4, &local6] {
+            let run = exec_in(
+                chassis.host(),
+                &["-i", "ctl0", "--level", level],
+                &curl(url),
+            );
+            assert_ne!(run.status.code(), Some(0), "{level} {url}: {}", run.stderr);
+            assert_eq!(run.stdout, "", "{level} {url}");
+            assert_cgroup_gone(&run.cgroup());
+        }
+        // With it, loopback works and the rest stays pinned.
+        for (url, want) in [
+            (&local4, "loopback"),
+            (&local6, "loopback"),
+            (&url(), "backplane"),
+        ] {
+            let run = exec_in(
+                chassis.host(),
+                &["-i", "ctl0", "--level", level, "--allow-loopback"],
+                &curl(url),
+            );
+            assert!(run.status.success(), "{level} {url}: {}", run.stderr);
+            assert_eq!(run.stdout.trim(), want, "{level} {url}: {}", run.stderr);
+            assert_eq!(run.report()["allow_loopback"], true);
+            assert_cgroup_gone(&run.cgroup());
+        }
+        front.settle();
+        assert_eq!(front.total(), 0, "{level}: {}", front.describe());
+    }
+}

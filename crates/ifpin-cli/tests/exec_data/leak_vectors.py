@@ -18,6 +18,7 @@ import json
 import socket
 import struct
 import sys
+import time
 
 IP_PKTINFO = 8
 IPV6_PKTINFO = 50
@@ -25,6 +26,7 @@ SO_BINDTOIFINDEX = 62
 ETH_P_EXPERIMENTAL = 0x88B5  # IEEE local experimental ethertype: unmistakable on the wire
 SEND_COUNT = 3
 TIMEOUT = 0.6
+LINGER = 0.3
 
 steps = []
 
@@ -55,6 +57,13 @@ def tcp_connect(sock, addr):
     sock.settimeout(TIMEOUT)
     try:
         sock.connect(addr)
+        # Read the responder's answer before closing: data arriving after close() makes the
+        # host kernel answer with RSTs of its own, routed by the table (out of the front
+        # port), which are not this program's packets.
+        try:
+            sock.recv(64)
+        except OSError:
+            pass
         return "connected"
     finally:
         sock.close()
@@ -127,6 +136,12 @@ def main():
                 step("send", lambda: s.send(frame))
     else:
         sys.exit("unknown vector " + vector)
+
+    # Keep the sockets open while the peers' answers come back: an answer to a closed port
+    # makes the host kernel send an ICMP port-unreachable of its own, routed by the table (out
+    # of the front port), which is not this program's packet. (kernel-facts.md: "the only
+    # frames left on the front link were the kernel's own RSTs and ICMP port-unreachables".)
+    time.sleep(LINGER)
 
     refused = lambda calls: sum(1 for s in steps if s["call"] in calls and s["result"] != "ok")
     print(json.dumps({
