@@ -20,22 +20,43 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const LEVELS: [&str; 3] = ["pinned", "enforced", "sealed"];
-const STARTUP_SAMPLES: usize = 200;
-const ROUNDS: usize = 5;
-const STREAM_SECS: f64 = 3.0;
-const CONNECT_SECS: f64 = 2.0;
 const SERVER: &str = "10.77.0.2:5201";
 
+/// How much to measure.
+#[derive(Clone, Copy)]
+struct Plan {
+    startup_samples: usize,
+    rounds: usize,
+    stream_secs: f64,
+    connect_secs: f64,
+}
+
+/// `cargo bench`.
+const FULL: Plan = Plan {
+    startup_samples: 200,
+    rounds: 5,
+    stream_secs: 3.0,
+    connect_secs: 2.0,
+};
+
+/// `cargo test --all-targets` runs this binary without `--bench`: one quick pass, so the
+/// harness is known to work, with numbers that mean nothing.
+const SMOKE: Plan = Plan {
+    startup_samples: 2,
+    rounds: 1,
+    stream_secs: 0.2,
+    connect_secs: 0.2,
+};
+
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let bench = args.iter().any(|a| a == "--bench");
+    let args: Vec<String> = args.into_iter().filter(|a| a != "--bench").collect();
     match args.first().map(String::as_str) {
         Some("--serve") => serve(&args[1]),
         Some("--stream") => stream(&args[1], args[2].parse().unwrap()),
         Some("--connect") => connect(&args[1], args[2].parse().unwrap()),
-        _ => orchestrate(),
+        _ => orchestrate(if bench { FULL } else { SMOKE }),
     }
 }
 
@@ -84,7 +105,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-fn orchestrate() {
+fn orchestrate(plan: Plan) {
     if !netlab::require_privileged("exec benchmarks") {
         return;
     }
@@ -104,7 +125,7 @@ fn orchestrate() {
     };
     let mut plain = Vec::new();
     let mut confined: Vec<Vec<f64>> = vec![Vec::new(); LEVELS.len()];
-    for _ in 0..STARTUP_SAMPLES {
+    for _ in 0..plan.startup_samples {
         plain.push(time(&mut Command::new("true")));
         for (i, level) in LEVELS.iter().enumerate() {
             confined[i].push(time(
@@ -113,7 +134,10 @@ fn orchestrate() {
         }
     }
     let plain_ms = median(plain);
-    println!("## start-up ({STARTUP_SAMPLES} runs each, median wall time)\n");
+    println!(
+        "## start-up ({} runs each, median wall time)\n",
+        plan.startup_samples
+    );
     println!("| command | median ms | overhead ms |\n|---|---|---|");
     println!("| `true` | {plain_ms:.2} | |");
     for (i, level) in LEVELS.iter().enumerate() {
@@ -159,10 +183,16 @@ fn orchestrate() {
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
     };
     for (mode, secs, title, unit, scale) in [
-        ("--stream", STREAM_SECS, "TCP throughput", "Gbit/s", 8e-9),
+        (
+            "--stream",
+            plan.stream_secs,
+            "TCP throughput",
+            "Gbit/s",
+            8e-9,
+        ),
         (
             "--connect",
-            CONNECT_SECS,
+            plan.connect_secs,
             "TCP connect rate",
             "connects/s",
             1.0,
@@ -170,14 +200,17 @@ fn orchestrate() {
     ] {
         let mut base = Vec::new();
         let mut per_level: Vec<Vec<f64>> = vec![Vec::new(); LEVELS.len()];
-        for _ in 0..ROUNDS {
+        for _ in 0..plan.rounds {
             base.push(run(None, mode, secs) * scale);
             for (i, level) in LEVELS.iter().enumerate() {
                 per_level[i].push(run(Some(level), mode, secs) * scale);
             }
         }
         let base = median(base);
-        println!("\n## {title} over veth ({ROUNDS} rounds of {secs} s, interleaved, median)\n");
+        println!(
+            "\n## {title} over veth ({} rounds of {secs} s, interleaved, median)\n",
+            plan.rounds
+        );
         println!("| client | {unit} | ratio to unconfined |\n|---|---|---|");
         println!("| unconfined | {base:.2} | 1.000 |");
         for (i, level) in LEVELS.iter().enumerate() {
