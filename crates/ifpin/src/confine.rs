@@ -27,10 +27,20 @@
 //! [`Confinement::cleanup_stale`] removes what dead owners left behind.
 //!
 //! Capabilities are not dropped here, and no process is started here: `ifpin exec` does both.
-//! A confined process that is root can still leave the cgroup by writing its pid into an
-//! ancestor's `cgroup.procs` (a file-permission check, no capability needed) unless the
-//! cgroup2 mount it sees is read-only, e.g. in its own mount namespace; that is for the
-//! process starter to arrange.
+//!
+//! What the programs cannot hold, and who must close it (each measured in this crate's tests):
+//! - **Sockets created outside the cgroup** (inherited descriptors, `SCM_RIGHTS`): every
+//!   cgroup BPF hook runs for the cgroup that *created* the socket, so such a socket is held
+//!   by none of them, even at sealed. The process starter must not pass any in.
+//! - **Leaving the cgroup**: a root process inside can write its pid into an ancestor's
+//!   `cgroup.procs` (a file-permission check, no capability needed). Start it with
+//!   [`crate::cgroup::ReadOnlyHierarchy`] and without `CAP_SYS_ADMIN`.
+//! - **AF_PACKET and raw sockets** with `CAP_NET_RAW`: packet sockets bypass IP entirely;
+//!   drop the capability (sealed).
+//! - **Other processes** the program asks to send for it (a local resolver, a proxy) are
+//!   outside the confinement by definition.
+//! - **Interface changes** are followed only as fast as the caller calls
+//!   [`Confinement::set_interface`] after a link event.
 
 use std::fs;
 use std::net::IpAddr;
