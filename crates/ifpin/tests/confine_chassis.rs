@@ -109,6 +109,15 @@ def inherited(fd, host, port):
     s.sendto(b'leak', (host, int(port)))
     return 'sent'
 
+def pinned_to_loopback(host, port):
+    # Pin a UDP socket by connecting it to `host` (loopback mode pins at connect), then send
+    # to 127.0.0.1 from it: the kernel would look for 127.0.0.1 on the pinned interface.
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((host, int(port)))
+    s.connect(('127.0.0.1', int(port)))
+    s.send(b'lost')
+    return 'sent'
+
 def loop(host):
     srv = socket.socket(fam(host), socket.SOCK_STREAM)
     srv.bind((host, 0))
@@ -374,7 +383,7 @@ fn enforced_level_drops_ingress_from_other_interfaces() {
             let sender = scope.spawn(|| {
                 chassis.front().run(|| {
                     let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-                    for _ in 0..25 {
+                    for _ in 0..100 {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
@@ -615,4 +624,40 @@ fn sockets_created_outside_are_not_confined() {
     );
     assert_eq!(close(confinement).egress_blocked, 0);
     drop(outside);
+}
+
+#[test]
+fn loopback_mode_drops_loopback_destinations_on_the_pinned_interface() {
+    if !netlab::require_privileged(
+        "loopback_mode_drops_loopback_destinations_on_the_pinned_interface",
+    ) {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let backplane = chassis.backplane_counter().unwrap();
+    let lo4 = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let actions = vec![act(&[&"pinned_to_loopback", &Chassis::CONTROL_V4, &PORT])];
+
+    // Negative control: a socket bound to ctl0 looks for 127.0.0.1 on ctl0 (kernel-facts.md).
+    let pinned = confine(&chassis, Level::Pinned, false);
+    assert_eq!(probe(&chassis, Some(&pinned), &actions), ["sent"]);
+    backplane.settle();
+    assert!(
+        backplane.count_involving(lo4) >= 1,
+        "expected 127.0.0.1 on ctl0: {}",
+        backplane.describe()
+    );
+    close(pinned);
+    backplane.clear();
+
+    let confinement = confine(&chassis, Level::Enforced, true);
+    assert_eq!(probe(&chassis, Some(&confinement), &actions), ["EPERM"]);
+    backplane.settle();
+    assert_eq!(
+        backplane.count_involving(lo4),
+        0,
+        "{}",
+        backplane.describe()
+    );
+    assert_eq!(close(confinement).egress_blocked, 1);
 }

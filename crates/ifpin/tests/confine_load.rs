@@ -11,14 +11,7 @@ use ifpin::sys::bpf::{AttachType, ProgType};
 use ifpin::{Interface, Level};
 
 fn privileged(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os("IFPIN_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1") {
-        panic!("{test} needs root and IFPIN_REQUIRE_PRIVILEGED=1 is set");
-    }
-    eprintln!("!!! SKIPPED {test}: needs root (CAP_BPF, CAP_NET_ADMIN) !!!");
-    false
+    netlab::require_privileged(test)
 }
 
 #[test]
