@@ -125,6 +125,17 @@ fn demo_json_has_every_case_with_frame_counts_and_verdicts() {
                 assert!(front > 0, "{id}: the negative control must leak: {case}");
                 assert_eq!(case["verdict"], "leaked", "{id}");
             }
+            "pinned" if id == "pinned-foreign-scope" || id == "pinned-bind-linklocal" => {
+                // The library refuses a scope naming another interface before anything is sent.
+                assert_eq!(case["verdict"], "refused", "{id}: {case}");
+                assert_eq!(front + ctl0, 0, "{id}: nothing sent at all: {case}");
+                assert!(
+                    case["outcome"]
+                        .as_str()
+                        .is_some_and(|o| o.contains("refused before anything was sent")),
+                    "{id}: {case}"
+                );
+            }
             "pinned" => {
                 assert_eq!(front, 0, "{id}: {case}");
                 assert!(ctl0 > 0, "{id}: {case}");

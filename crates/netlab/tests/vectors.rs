@@ -240,12 +240,20 @@ fn honest_sockets_pinned_by_index_do_not_leak_and_refuse_front_ingress() {
         let (_, cases) = run_section(&[section]);
         assert!(!cases.is_empty());
         for case in cases {
+            if case.spec.id == "pinned-bind-linklocal" {
+                // A bare SO_BINDTOIFINDEX does not stop the link-local bind() from rebinding
+                // the socket (kernel-facts, "Ways a BTD-bound socket still leaks"): that is why
+                // the library reads the binding back after every bind(). `ifpin demo`'s own
+                // test shows the library refusing it.
+                assert_eq!(case.verdict, Verdict::Leaked, "{}", case.outcome);
+                continue;
+            }
             assert!(
                 case.ok,
                 "{}: {} ({}), front frames {:?}",
                 case.spec.id, case.verdict, case.outcome, case.front_frames
             );
-            if section == Section::Pinned {
+            if section == Section::Pinned && case.verdict == Verdict::NoLeak {
                 assert_eq!(case.frames.front, 0);
                 assert!(
                     case.frames.ctl0 > 0,
@@ -302,6 +310,28 @@ impl cases::Pinning for NotPinning {
     ) -> Result<String, cases::PinningError> {
         use std::io::Read;
         let mut stream = std::net::TcpStream::connect_timeout(&peer, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    }
+
+    fn tcp_exchange_from(
+        &self,
+        _interface: &str,
+        local: std::net::SocketAddr,
+        peer: std::net::SocketAddr,
+        timeout: std::time::Duration,
+    ) -> Result<String, cases::PinningError> {
+        use std::io::Read;
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(peer),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        socket.bind(&local.into())?;
+        socket.connect_timeout(&peer.into(), timeout)?;
+        let mut stream = std::net::TcpStream::from(socket);
         stream.set_read_timeout(Some(timeout))?;
         let mut answer = String::new();
         stream.read_to_string(&mut answer)?;

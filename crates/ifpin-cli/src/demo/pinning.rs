@@ -40,6 +40,22 @@ impl Pinning for LibraryPinning {
         Ok(answer)
     }
 
+    fn tcp_exchange_from(
+        &self,
+        interface: &str,
+        local: SocketAddr,
+        peer: SocketAddr,
+        timeout: Duration,
+    ) -> Result<String, PinningError> {
+        let stream =
+            PinnedTcpStream::connect_from(&resolve(interface)?, local, peer, Some(timeout))?;
+        let mut stream = stream.into_inner();
+        stream.set_read_timeout(Some(timeout))?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    }
+
     fn udp_exchange(
         &self,
         interface: &str,

@@ -339,6 +339,35 @@ impl DemoLab {
                     Verdict::Failed
                 };
             }
+            CaseKind::PinnedMisuse {
+                bind_own_front_link_local,
+            } => {
+                let eth1 = target.other_index.get();
+                let answer = self.measure(&mut report, || {
+                    if bind_own_front_link_local {
+                        let local = SocketAddrV6::new(Chassis::HOST_ETH1_LL, 0, 0, eth1);
+                        let peer = SocketAddr::new(IpAddr::V6(Chassis::CONTROL_V6), SERVICE_PORT);
+                        pinning.tcp_exchange_from(
+                            Chassis::CTL0,
+                            local.into(),
+                            peer,
+                            EXCHANGE_TIMEOUT,
+                        )
+                    } else {
+                        let peer = SocketAddrV6::new(Chassis::FRONT_LL, SERVICE_PORT, 0, eth1);
+                        pinning.tcp_exchange(Chassis::CTL0, peer.into(), EXCHANGE_TIMEOUT)
+                    }
+                })?;
+                report.verdict = match (&answer, report.frames.front) {
+                    (_, 1..) => Verdict::Leaked,
+                    (Err(_), 0) => Verdict::Refused,
+                    (Ok(_), 0) => Verdict::Failed,
+                };
+                report.outcome = match answer {
+                    Ok(text) => format!("answered by {}", text.trim()),
+                    Err(e) => format!("refused: {e}"),
+                };
+            }
             CaseKind::IngressTcp => self.ingress_tcp(&mut report, pinning)?,
             CaseKind::IngressUdp => self.ingress_udp(&mut report, pinning)?,
             CaseKind::Vector(vector) => self.vector(&mut report, vector, pinning, target)?,
@@ -817,6 +846,20 @@ impl Pinning for BarePinning {
     ) -> Result<String, PinningError> {
         let peer = Self::scoped(interface, peer)?;
         let socket = Self::socket(interface, peer, Type::STREAM)?;
+        socket.connect_timeout(&SockAddr::from(peer), timeout)?;
+        Ok(read_answer(TcpStream::from(socket))?)
+    }
+
+    fn tcp_exchange_from(
+        &self,
+        interface: &str,
+        local: SocketAddr,
+        peer: SocketAddr,
+        timeout: Duration,
+    ) -> Result<String, PinningError> {
+        let peer = Self::scoped(interface, peer)?;
+        let socket = Self::socket(interface, peer, Type::STREAM)?;
+        socket.bind(&local.into())?;
         socket.connect_timeout(&SockAddr::from(peer), timeout)?;
         Ok(read_answer(TcpStream::from(socket))?)
     }

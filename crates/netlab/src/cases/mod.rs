@@ -65,6 +65,15 @@ pub trait Pinning: Sync {
         peer: SocketAddr,
         timeout: Duration,
     ) -> Result<String, PinningError>;
+    /// [`Pinning::tcp_exchange`] from a socket bound to `local` first (a `bind()` before the
+    /// `connect()`).
+    fn tcp_exchange_from(
+        &self,
+        interface: &str,
+        local: SocketAddr,
+        peer: SocketAddr,
+        timeout: Duration,
+    ) -> Result<String, PinningError>;
     /// Sends one datagram from a UDP socket pinned to `interface` to `peer` and returns the
     /// answer.
     fn udp_exchange(
@@ -142,6 +151,7 @@ enum CaseKind {
     BindOnly { tcp: bool, v6: bool },
     BindOnlyIngress,
     Pinned { tcp: bool, family: Family },
+    PinnedMisuse { bind_own_front_link_local: bool },
     IngressTcp,
     IngressUdp,
     Vector(Vector),
@@ -206,6 +216,25 @@ pub fn plan() -> Vec<CaseSpec> {
         }
     }
     add(
+        "pinned-foreign-scope".into(),
+        Section::Pinned,
+        "TCP pinned to ctl0, to the front's fe80:: address with scope eth1 (must be refused)"
+            .into(),
+        Privilege::None,
+        CaseKind::PinnedMisuse {
+            bind_own_front_link_local: false,
+        },
+    );
+    add(
+        "pinned-bind-linklocal".into(),
+        Section::Pinned,
+        "TCP pinned to ctl0, bind() to fe80::…%eth1 then connect (must be refused)".into(),
+        Privilege::None,
+        CaseKind::PinnedMisuse {
+            bind_own_front_link_local: true,
+        },
+    );
+    add(
         "ingress-tcp".into(),
         Section::Ingress,
         "TCP listener pinned to ctl0; front and backplane peers connect".into(),
@@ -258,7 +287,8 @@ pub enum Verdict {
     Leaked,
     /// Nothing left through the front panel (and, for promises, the control peer was reached).
     NoLeak,
-    /// Ingress: the front's traffic was refused, the backplane's accepted.
+    /// Ingress: the front's traffic was refused, the backplane's accepted. Pinned: a request
+    /// naming another interface was refused before anything was sent.
     Refused,
     /// A promised case could not do its job (no answer from the control peer, an error).
     Failed,
@@ -271,7 +301,7 @@ impl Verdict {
     pub fn is_good_for(self, section: Section) -> bool {
         match section {
             Section::NegativeControl => self == Self::Leaked,
-            Section::Pinned => self == Self::NoLeak,
+            Section::Pinned => matches!(self, Self::NoLeak | Self::Refused),
             Section::Ingress => self == Self::Refused,
             Section::KernelFinding | Section::Lifecycle => true,
         }
