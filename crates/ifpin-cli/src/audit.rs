@@ -359,20 +359,27 @@ fn print_table(
             let d = &socket.diag;
             write!(
                 out,
-                "  {} [{}] {} {} {} -> {} on {}",
+                "  {} [{}] {} {} {} -> {}, ",
                 violation.rule,
                 violation.plane,
                 d.protocol,
                 d.state.name(d.protocol),
                 d.local,
                 d.remote,
-                iface_text(socket),
             )?;
-            if all_netns {
-                write!(out, " in {}", audit.namespace_of(socket).label)?;
+            match iface_text(socket) {
+                name if d.bound_interface.is_some() => write!(out, "pinned to {name}")?,
+                _ => write!(out, "unpinned")?,
             }
-            write!(out, " by ")?;
-            write_owners(out, audit, socket)?;
+            if all_netns {
+                write!(out, ", netns {}", audit.namespace_of(socket).label)?;
+            }
+            if socket.pids.is_empty() {
+                write!(out, ", no owning process found")?;
+            } else {
+                write!(out, ", held by ")?;
+                write_owners(out, audit, socket)?;
+            }
             writeln!(out, "\n      {}", violation.reason)?;
         }
         writeln!(out)?;
