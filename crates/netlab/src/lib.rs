@@ -17,6 +17,9 @@
 //!   [`FrameCounter::settle`] (or [`settle_all`]); [`FrameCounter::take`] reads and clears in
 //!   one step; [`FrameCounter::describe`] lists the frames for assertion messages.
 //! * [`require_privileged`]: the skip-or-fail guard for tests that need root.
+//! * [`vectors`]: the override vectors of `kernel-facts.md`, each a function of a pinned socket
+//!   returning the kernel's answer (also as the `netlab-vectors` helper binary).
+//! * [`cases`]: the live cases of `ifpin demo` on a chassis, judged by the frames they cause.
 //!
 //! Rules the API keeps for you: labs, chassis and chassis helpers return only once their links
 //! carry frames ([`Netns::wait_link_up`]); responders answer UDP from the address that was
