@@ -14,6 +14,7 @@ an outcome, not a failure) unless the arguments are wrong.
 """
 
 import errno
+import os
 import json
 import socket
 import struct
@@ -127,6 +128,22 @@ def main():
             udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
             for _ in range(SEND_COUNT):
                 step("sendmsg", lambda: s.sendmsg([udp], [pktinfo4(front)], 0, (dst4, 0)))
+    elif vector == "cgroup-escape":
+        # Root inside moves itself out of its cgroup (a file write, no capability needed), then
+        # sends as in udp4-pktinfo.
+        def escape():
+            with open("/proc/self/mountinfo") as f:
+                for line in f:
+                    before, after = line.split(" - ", 1)
+                    if after.startswith("cgroup2 "):
+                        with open(before.split()[4] + "/cgroup.procs", "w") as procs:
+                            procs.write(str(os.getpid()))
+                        return
+            raise OSError(errno.ENOENT, "no cgroup2 mount")
+        step("cgroup.procs", escape)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(SEND_COUNT):
+            step("sendmsg", lambda: s.sendmsg([payload], [pktinfo4(front)], 0, (dst4, port)))
     elif vector == "packet":
         s = step("socket", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_EXPERIMENTAL)))
         if s is not None:

@@ -8,8 +8,11 @@
 //! 3. **confine**: a fresh cgroup with the level's BPF programs
 //!    ([`Confinement`](crate::confine::Confinement));
 //! 4. **start**: the child writes itself into the cgroup's `cgroup.procs` between `fork` and
-//!    `execve`, and at `sealed` drops `CAP_NET_RAW`, `CAP_NET_ADMIN`, `CAP_SYS_ADMIN` and
-//!    `CAP_BPF` from every set, bounding set included ([`supervise::Started`]);
+//!    `execve`; at `sealed` it then takes a mount namespace where the cgroup hierarchy is
+//!    read-only (root inside could otherwise write itself into another cgroup's
+//!    `cgroup.procs` and leave), and drops `CAP_NET_RAW`, `CAP_NET_ADMIN`, `CAP_SYS_ADMIN`,
+//!    `CAP_BPF` and `CAP_SYS_PTRACE` from every set, bounding set included
+//!    ([`supervise::Started`]);
 //! 5. **supervise**: forward signals, follow the interface (at `sealed`: close the filter when
 //!    it goes away or its index changes hands, reopen it when the name returns), and wait until
 //!    the cgroup is empty, double-forked daemons included;
@@ -42,12 +45,15 @@ use crate::linkwatch::LinkWatchError;
 
 /// The capabilities a `sealed` program loses, in every set including the bounding set: raw
 /// and packet sockets (`CAP_NET_RAW`), interface, route and BPF changes (`CAP_NET_ADMIN`,
-/// `CAP_BPF`, `CAP_SYS_ADMIN`), and with them any way to unpin or get around the filter.
-pub const SEALED_DROPS: [Capability; 4] = [
+/// `CAP_BPF`, `CAP_SYS_ADMIN`, which also keeps its read-only view of the cgroup hierarchy
+/// read-only), and `CAP_SYS_PTRACE` (through `/proc/PID/root` of a process outside, the
+/// hierarchy would be writable again).
+pub const SEALED_DROPS: [Capability; 5] = [
     Capability::CAP_NET_RAW,
     Capability::CAP_NET_ADMIN,
     Capability::CAP_SYS_ADMIN,
     Capability::CAP_BPF,
+    Capability::CAP_SYS_PTRACE,
 ];
 
 /// Errors of `exec`, each naming the step that failed.
@@ -128,7 +134,8 @@ pub enum ExecError {
 
 /// Checks that the calling thread has the effective capabilities `level` needs: `CAP_BPF`
 /// (or `CAP_SYS_ADMIN`) and `CAP_NET_ADMIN` to load and attach the cgroup programs, and at
-/// `sealed` `CAP_SETPCAP` to drop capabilities from the program's bounding set.
+/// `sealed` `CAP_SETPCAP` to drop capabilities from the program's bounding set and
+/// `CAP_SYS_ADMIN` to give it a read-only view of the cgroup hierarchy.
 pub fn check_privileges(level: Level) -> Result<(), ExecError> {
     let has = |cap| caps::has_cap(None, CapSet::Effective, cap).map_err(ExecError::Caps);
     let mut missing = Vec::new();
@@ -140,6 +147,9 @@ pub fn check_privileges(level: Level) -> Result<(), ExecError> {
     }
     if level == Level::Sealed && !has(Capability::CAP_SETPCAP)? {
         missing.push("CAP_SETPCAP".to_owned());
+    }
+    if level == Level::Sealed && !has(Capability::CAP_SYS_ADMIN)? {
+        missing.push("CAP_SYS_ADMIN".to_owned());
     }
     if missing.is_empty() {
         Ok(())

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::supervise::{Follow, SignalForwarding, Started, exit_code};
 use super::{Blocked, ExecError, ExitSummary, Program, Report, SEALED_DROPS, check_privileges};
-use crate::confine::{ConfineOptions, Confinement, StaleCleanup};
+use crate::cgroup::ReadOnlyHierarchy;
+use crate::confine::{ConfineError, ConfineOptions, Confinement, StaleCleanup};
 use crate::interface::{Interface, InterfaceChange};
 use crate::level::Level;
 use crate::linkwatch::{LinkTracker, LinkWatch, PinChange};
@@ -65,9 +66,12 @@ pub fn run(
             });
         }
     }
-    let caps = match options.level {
-        Level::Sealed => Some(CapDrop::without(&SEALED_DROPS).map_err(ExecError::Caps)?),
-        _ => None,
+    let (read_only, caps) = match options.level {
+        Level::Sealed => (
+            Some(ReadOnlyHierarchy::prepare().map_err(ConfineError::from)?),
+            Some(CapDrop::without(&SEALED_DROPS).map_err(ExecError::Caps)?),
+        ),
+        _ => (None, None),
     };
     let confinement = Confinement::create(ConfineOptions {
         interface: options.interface.clone(),
@@ -75,7 +79,7 @@ pub fn run(
         allow_loopback: options.allow_loopback,
     })?;
     let cgroup = confinement.cgroup_path().to_owned();
-    let started = match Started::spawn(program.command(), &cgroup, caps, signals) {
+    let started = match Started::spawn(program.command(), &cgroup, read_only, caps, signals) {
         Ok(started) => started,
         Err(err) => {
             // The child may have been created and failed between fork and exec; it is gone

@@ -23,6 +23,7 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use super::ExecError;
+use crate::cgroup::ReadOnlyHierarchy;
 use crate::interface::Interface;
 use crate::linkwatch::{LinkEvent, LinkTracker, LinkWatch, PinChange};
 use crate::sys::process::{self as sys, CapDrop};
@@ -138,11 +139,13 @@ pub struct Started {
 
 impl Started {
     /// Starts `cmd` so that it enters the cgroup at `cgroup` (a cgroup v2 directory) before its
-    /// first instruction, with `caps` dropped if given, and with the signal mask the caller
-    /// had before `signals` blocked the forwarded ones.
+    /// first instruction; then, if given, gets a read-only view of the cgroup hierarchy
+    /// (`read_only`: it cannot move itself out) and loses `caps`; and gets the signal mask the
+    /// caller had before `signals` blocked the forwarded ones.
     pub fn spawn(
         mut cmd: Command,
         cgroup: &Path,
+        read_only: Option<ReadOnlyHierarchy>,
         caps: Option<CapDrop>,
         signals: Option<&SignalForwarding>,
     ) -> Result<Started, ExecError> {
@@ -161,7 +164,8 @@ impl Started {
             source,
         })?;
         let program = cmd.get_program().to_string_lossy().into_owned();
-        sys::confine_before_exec(&mut cmd, procs, caps, signals.map(|s| s.previous));
+        let isolate = read_only.map(|view| -> sys::ChildStep { Box::new(move || view.apply()) });
+        sys::confine_before_exec(&mut cmd, procs, isolate, caps, signals.map(|s| s.previous));
         let started = Instant::now();
         let mut child = cmd
             .spawn()

@@ -48,21 +48,28 @@ impl CapDrop {
     }
 }
 
+/// A step run in the child between `fork` and `execve`: system calls only, no allocation.
+pub type ChildStep = Box<dyn Fn() -> io::Result<()> + Send + Sync>;
+
 /// Makes the child of `cmd`, between `fork` and `execve`:
 /// 1. write `0` to `cgroup_procs` (an open `cgroup.procs` of a cgroup v2), moving itself into
 ///    that cgroup (`cgroup(7)`: writing 0 moves the writer);
-/// 2. if `caps` is given, drop those capabilities from the bounding set
+/// 2. run `isolate` if given (for instance
+///    [`ReadOnlyHierarchy::apply`](crate::cgroup::ReadOnlyHierarchy::apply): it needs the
+///    capabilities the next step drops);
+/// 3. if `caps` is given, drop those capabilities from the bounding set
 ///    (`PR_CAPBSET_DROP`, so not even a set-user-ID-root program gets them back), the ambient
 ///    set (`PR_CAP_AMBIENT_LOWER`), and the effective, inheritable and permitted sets
 ///    (`capset(2)`).
 ///
-/// 3. if `mask` is given, install it as the signal mask (`pthread_sigmask(2)`): the
+/// 4. if `mask` is given, install it as the signal mask (`pthread_sigmask(2)`): the
 ///    supervisor blocks the signals it forwards, and `execve` would pass that on.
 ///
 /// A failure there makes `spawn` fail with that step's `errno`.
 pub fn confine_before_exec(
     cmd: &mut Command,
     cgroup_procs: OwnedFd,
+    isolate: Option<ChildStep>,
     caps: Option<CapDrop>,
     mask: Option<SigSet>,
 ) {
@@ -71,6 +78,9 @@ pub fn confine_before_exec(
         let n = unsafe { libc::write(cgroup_procs.as_raw_fd(), b"0".as_ptr().cast(), 1) };
         if n != 1 {
             return Err(io::Error::last_os_error());
+        }
+        if let Some(isolate) = &isolate {
+            isolate()?;
         }
         if let Some(caps) = &caps {
             // The caps crate's calls below allocate only on their error paths.
