@@ -101,7 +101,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         let mut value = serde_json::to_value(&report).context("serialising the report")?;
         value["exit_code"] = code.into();
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        // Not println!: a closed stdout must not panic.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&value)?
+        );
     } else {
         render::summary(&report);
     }

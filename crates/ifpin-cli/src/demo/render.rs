@@ -3,6 +3,15 @@
 
 use netlab::cases::{CaseReport, LevelCase, Progress, Report, Section, Verdict};
 
+/// `println!` that does not panic when stdout is gone (`ifpin demo | head`): the run goes on,
+/// so the lab is still torn down properly.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Prints rows as the cases finish, with a heading whenever the section changes.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -12,17 +21,17 @@ pub struct Table {
 impl Table {
     /// The introduction, before the lab is built.
     pub fn intro() {
-        println!("ifpin demo: a throwaway virtual chassis in network namespaces.");
-        println!(
+        out!("ifpin demo: a throwaway virtual chassis in network namespaces.");
+        out!(
             "  host: ctl0 = the internal control link (peer: backplane), eth1 = a front-panel port"
         );
-        println!(
+        out!(
             "  (peer: front). The host's default route goes out eth1, and the control-plane address"
         );
-        println!(
+        out!(
             "  exists behind both peers, so anything that leaks out of the front panel is answered."
         );
-        println!("  Frames are counted at the far end of each link, live, for each case.");
+        out!("  Frames are counted at the far end of each link, live, for each case.");
     }
 
     /// Prints what a run reports as it goes.
@@ -31,19 +40,24 @@ impl Table {
             Progress::Case(case) => self.row(case),
             Progress::LevelsStart(confiner) => {
                 self.section = None;
-                println!();
-                println!(
+                out!();
+                out!(
                     "what each guarantee level blocks: the vectors that leaked above, run again by a"
                 );
-                println!("child process confined to ctl0 ({confiner})");
-                println!(
+                out!("child process confined to ctl0 ({confiner})");
+                out!(
                     "  {:<24} {:<9} {:<13} {:>4} {:>5}  {:<8} kernel's answer (blocked by the programs)",
-                    "vector", "level", "run as", "ctl0", "front", "verdict"
+                    "vector",
+                    "level",
+                    "run as",
+                    "ctl0",
+                    "front",
+                    "verdict"
                 );
             }
             Progress::Level(case) => level_row(case),
             Progress::LevelsSkipped(reason) => {
-                println!("  (not run: {reason})");
+                out!("  (not run: {reason})");
             }
         }
     }
@@ -53,17 +67,24 @@ impl Table {
         let section = case.spec.section;
         if self.section != Some(section) {
             self.section = Some(section);
-            println!();
-            println!("{}", section.heading());
+            out!();
+            out!("{}", section.heading());
             if is_finding(section) {
-                println!(
+                out!(
                     "  {:<24} {:<13} {:>4} {:>5}  {:<8} kernel's answer",
-                    "vector", "run as", "ctl0", "front", "verdict"
+                    "vector",
+                    "run as",
+                    "ctl0",
+                    "front",
+                    "verdict"
                 );
             } else {
-                println!(
+                out!(
                     "  {:<22} {:>4} {:>5}  {:<20} what happened",
-                    "case", "ctl0", "front", "verdict"
+                    "case",
+                    "ctl0",
+                    "front",
+                    "verdict"
                 );
             }
         }
@@ -73,7 +94,7 @@ impl Table {
             } else {
                 ""
             };
-            println!(
+            out!(
                 "  {:<24} {:<13} {:>4} {:>5}  {:<8} {}{differs}",
                 case.spec.id.trim_start_matches("finding-"),
                 case.spec.privilege.to_string(),
@@ -83,7 +104,7 @@ impl Table {
                 case.outcome,
             );
         } else {
-            println!(
+            out!(
                 "  {:<22} {:>4} {:>5}  {:<20} {}",
                 case.spec.id,
                 case.frames.ctl0,
@@ -100,7 +121,7 @@ fn is_finding(section: Section) -> bool {
 }
 
 fn level_row(case: &LevelCase) {
-    println!(
+    out!(
         "  {:<24} {:<9} {:<13} {:>4} {:>5}  {:<8} {} ({})",
         case.vector,
         case.level.to_string(),
@@ -124,53 +145,56 @@ fn verdict_text(case: &CaseReport) -> String {
 /// The summary after every case ran.
 pub fn summary(report: &Report) {
     let s = &report.summary;
-    println!();
-    println!(
+    out!();
+    out!(
         "summary (kernel {}; pinned by {})",
-        report.kernel, report.pinning
+        report.kernel,
+        report.pinning
     );
-    println!(
+    out!(
         "  negative controls: {}/{} leaked out of the front panel, so the counters do see a leak.",
-        s.controls_leaked, s.controls
+        s.controls_leaked,
+        s.controls
     );
     if s.controls_leaked != s.controls {
-        println!("    A control that did not leak means the counters cannot be trusted here.");
+        out!("    A control that did not leak means the counters cannot be trusted here.");
     }
-    println!(
+    out!(
         "  library promises:  {}/{} held (pinned sockets: nothing on the front link; front ingress refused).",
-        s.promises_kept, s.promises
+        s.promises_kept,
+        s.promises
     );
     for case in report
         .cases
         .iter()
         .filter(|c| c.spec.section.is_promise() && !c.ok)
     {
-        println!(
+        out!(
             "    BROKEN: {}: {} ({})",
-            case.spec.id, case.verdict, case.outcome
+            case.spec.id,
+            case.verdict,
+            case.outcome
         );
     }
     let findings = s.vectors_leaking.len() + s.vectors_contained.len();
-    println!(
+    out!(
         "  kernel findings:   {} of {findings} override vectors still leave through the front panel",
         s.vectors_leaking.len()
     );
-    println!("    from a socket pinned to ctl0 on this kernel:");
+    out!("    from a socket pinned to ctl0 on this kernel:");
     for line in wrap(&s.vectors_leaking.join(", "), 88) {
-        println!("      {line}");
+        out!("      {line}");
     }
-    println!(
+    out!(
         "    Pinning (SO_BINDTOIFINDEX) holds honest code only; code that owns a socket can do the"
     );
-    println!(
-        "    above. That is why the enforced level (`ifpin exec --level enforced`) filters by"
-    );
-    println!("    interface in the kernel. These findings do not change the exit code.");
+    out!("    above. That is why the enforced level (`ifpin exec --level enforced`) filters by");
+    out!("    interface in the kernel. These findings do not change the exit code.");
     if let Some(levels) = &report.levels {
         for guard in netlab::cases::Guard::ALL {
             let at: Vec<_> = levels.cases.iter().filter(|c| c.level == guard).collect();
             let leaking: Vec<_> = at.iter().filter(|c| c.leaked).map(|c| c.vector).collect();
-            println!(
+            out!(
                 "  {guard} level:{:width$} {} of {} of those vectors blocked (nothing on the front link){}",
                 "",
                 at.len() - leaking.len(),
@@ -184,15 +208,15 @@ pub fn summary(report: &Report) {
             );
         }
     } else if let Some(reason) = &report.levels_skipped {
-        println!("  levels: not shown ({reason})");
+        out!("  levels: not shown ({reason})");
     }
     if !s.differs_from_kernel_facts.is_empty() {
-        println!(
+        out!(
             "    Different from kernel-facts.md on this kernel: {}",
             s.differs_from_kernel_facts.join(", ")
         );
     }
-    println!(
+    out!(
         "  result: {}",
         if s.ok {
             "OK: every promise held (exit 0)"
