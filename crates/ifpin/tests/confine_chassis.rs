@@ -75,7 +75,8 @@ def udp2(host, port):
 def recv(port, ifname):
     # Root inside rebinds to another interface, then waits for a datagram from there.
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+    if ifname != '-':
+        s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
     s.bind(('0.0.0.0', int(port)))
     s.settimeout(2)
     try:
@@ -375,8 +376,9 @@ fn enforced_level_drops_ingress_from_other_interfaces() {
         return;
     }
     let chassis = Chassis::new().unwrap();
-    let actions = vec![act(&[&"recv", &7071, &Chassis::ETH1])];
-    let run = |confinement: &Confinement| {
+    let rebind = vec![act(&[&"recv", &7071, &Chassis::ETH1])];
+    let wildcard = vec![act(&[&"recv", &7071, &"-"])];
+    let run = |confinement: &Confinement, actions: &[String]| {
         // The front peer keeps sending to the host's eth1 address while the probe listens.
         let stop = AtomicBool::new(false);
         std::thread::scope(|scope| {
@@ -392,7 +394,7 @@ fn enforced_level_drops_ingress_from_other_interfaces() {
                     }
                 })
             });
-            let result = probe(&chassis, Some(confinement), &actions);
+            let result = probe(&chassis, Some(confinement), actions);
             stop.store(true, Ordering::Relaxed);
             sender.join().unwrap().unwrap();
             result
@@ -401,11 +403,22 @@ fn enforced_level_drops_ingress_from_other_interfaces() {
 
     // Negative control: at pinned, root inside rebinds to eth1 and hears the front panel.
     let pinned = confine(&chassis, Level::Pinned, false);
-    assert_eq!(run(&pinned), ["got:hello"]);
+    assert_eq!(run(&pinned, &rebind), ["got:hello"]);
     close(pinned);
 
     let enforced = confine(&chassis, Level::Enforced, false);
-    assert_eq!(run(&enforced), ["timeout"]);
+    assert_eq!(run(&enforced, &rebind), ["timeout"]);
+    let counters = close(enforced);
+    assert!(counters.ingress_blocked >= 1, "{counters:?}");
+
+    // Loopback mode leaves a wildcard-bound socket unpinned (so it can serve 127.0.0.1): at
+    // pinned it hears the front panel (a documented hole), at enforced the filter holds.
+    let pinned = confine(&chassis, Level::Pinned, true);
+    assert_eq!(run(&pinned, &wildcard), ["got:hello"]);
+    close(pinned);
+
+    let enforced = confine(&chassis, Level::Enforced, true);
+    assert_eq!(run(&enforced, &wildcard), ["timeout"]);
     let counters = close(enforced);
     assert!(counters.ingress_blocked >= 1, "{counters:?}");
 }
