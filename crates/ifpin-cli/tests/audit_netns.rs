@@ -262,3 +262,46 @@ fn all_netns_labels_sockets_of_a_namespace_created_here() {
     );
     drop(listener);
 }
+
+#[test]
+fn interface_filter_keeps_sockets_pinned_there_by_name_or_index() {
+    if !netlab::require_privileged("interface_filter_keeps_sockets_pinned_there_by_name_or_index") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let (held, pinned_local, ctl0_index) = chassis
+        .host()
+        .run(|| {
+            let ctl0 = Interface::resolve(Chassis::CTL0).unwrap();
+            let pinned = PinnedUdpSocket::bind(&ctl0, "0.0.0.0:0".parse().unwrap()).unwrap();
+            let free = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            let local = pinned.local_addr().unwrap().to_string();
+            ((pinned, free), local, ctl0.index().get())
+        })
+        .unwrap();
+    let me = std::process::id().to_string();
+    let listed = |iface: &str| -> Vec<String> {
+        let out = chassis
+            .host()
+            .command(env!("CARGO_BIN_EXE_ifpin"))
+            .args(["audit", "--json", "--pid", &me, "-i", iface])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json(&out)["sockets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["local"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(listed("ctl0"), vec![pinned_local.clone()]);
+    assert_eq!(listed(&ctl0_index.to_string()), vec![pinned_local]);
+    assert!(listed("eth1").is_empty());
+    drop(held);
+}

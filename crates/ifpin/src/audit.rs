@@ -259,11 +259,12 @@ pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
             }
         }
         if !not_permitted.is_empty() {
+            let labels: Vec<&str> = not_permitted.iter().map(String::as_str).collect();
             warnings.push(format!(
                 "skipped {} network namespaces that could not be entered (setns needs \
                  CAP_SYS_ADMIN; run as root): {}",
                 not_permitted.len(),
-                not_permitted.join(", ")
+                list_some(&labels, 5)
             ));
         }
         let owner_index = match owners {
@@ -395,6 +396,14 @@ fn level_of_run(run: &str) -> Option<Level> {
     }
 }
 
+/// `a, b, c`, or `a, b, c and 4 more` when there are more than `max`.
+fn list_some(items: &[&str], max: usize) -> String {
+    if items.len() <= max {
+        return items.join(", ");
+    }
+    format!("{} and {} more", items[..max].join(", "), items.len() - max)
+}
+
 fn chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -478,11 +487,12 @@ impl Audit {
                 .collect();
             if !missing.is_empty() {
                 warnings.push(format!(
-                    "plane {:?}: no interface {} in network namespace {} ({}:{}): nothing there \
-                     can be pinned to it, so its plane traffic is reported as unpinned",
+                    "plane {:?}: no interface {} in network namespace{} {} ({}:{}): nothing \
+                     there can be pinned to it, so its plane traffic is reported as unpinned",
                     plane.name,
                     plane.interface,
-                    missing.join(", "),
+                    if missing.len() == 1 { "" } else { "s" },
+                    list_some(&missing, 5),
                     policy.path().display(),
                     plane.interface_at,
                 ));

@@ -301,3 +301,9 @@ fn exec_runs_are_told_by_their_cgroup() {
     assert_eq!(run.level, None);
     assert!(exec_run(&process("/user.slice"), &mut levels).is_none());
 }
+
+#[test]
+fn long_lists_are_cut() {
+    assert_eq!(list_some(&["a", "b"], 5), "a, b");
+    assert_eq!(list_some(&["a", "b", "c", "d"], 2), "a, b and 2 more");
+}
