@@ -1,11 +1,11 @@
 //! Pinning any socket to one interface, and checking that it stays pinned.
 //!
 //! [`pin`] sets `SO_BINDTOIFINDEX` on a socket (any `impl AsFd`: `std`, `tokio`, `socket2`)
-//! and reads the binding back: the index with `SO_BINDTOIFINDEX`, and the name the kernel
-//! resolves for that index *now* with `SO_BINDTODEVICE`. The kernel accepts an index that
-//! does not exist; the name read-back catches that, and a rename or an index taken over by
-//! another device, in the same two cheap calls. [`verify`] repeats the read-back at any later
-//! time and says what changed.
+//! and reads the binding back with `SO_BINDTODEVICE`, which returns the name the kernel
+//! resolves for the bound index *now*. The kernel accepts an index that does not exist; the
+//! name read-back catches that, and a rename or an index taken over by another device, in one
+//! cheap call. [`verify`] reads back both the index and the name at any later time and says
+//! what changed.
 //!
 //! The pinned socket types in [`crate::net`] call these after creation and after every
 //! `bind()`, `connect()` and `accept()`.
@@ -89,11 +89,17 @@ impl PinState {
 }
 
 /// Pins `socket` to `interface` with `SO_BINDTOIFINDEX`, then reads the binding back and
-/// checks that the index is bound and still carries the interface's name.
+/// checks that the bound index exists and still carries the interface's name.
 ///
 /// Call it right after creating the socket, before `bind()` or `connect()`. Re-pinning a
 /// socket already pinned to the same interface is allowed; pinning a socket bound elsewhere
 /// needs `CAP_NET_RAW` ([`PinError::Permission`] without it).
+///
+/// Two system calls: the `setsockopt` and one `getsockopt(SO_BINDTODEVICE)`, which reads the
+/// bound index and resolves it to the name it carries *now*, so a missing index (which the
+/// kernel accepts unchecked), a rename and a takeover all show up in that one read. (The
+/// bound index itself is what the successful `setsockopt` just stored; [`verify`] reads it
+/// too.)
 #[doc(alias = "SO_BINDTOIFINDEX")]
 pub fn pin(socket: &impl AsFd, interface: &Interface) -> Result<(), PinError> {
     let fd = socket.as_fd();
@@ -105,7 +111,11 @@ pub fn pin(socket: &impl AsFd, interface: &Interface) -> Result<(), PinError> {
             return Err(PinError::from_io(Op::Pin, interface, None, err));
         }
     }
-    check(socket, interface, Op::Pin)
+    match sys::device(fd) {
+        Ok(Some(name)) if name == interface.name().as_bytes() => Ok(()),
+        // Anything else: let the full read-back say what it is.
+        _ => check(socket, interface, Op::Pin),
+    }
 }
 
 /// Reads the binding of a pinned socket back: is it still bound to `interface`, under the

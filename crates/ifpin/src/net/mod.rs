@@ -16,6 +16,27 @@
 //! - [`PinnedUdpSocket`]: does *not* deref to `std::net::UdpSocket`, whose `send_to` would
 //!   pass a caller's scope id; it has its own checked methods and an explicit `as_std()`.
 //! - [`tokio`] (feature `tokio`): the same three types over `tokio::net`.
+//!
+//! ```no_run
+//! use std::io::Read;
+//! use std::time::Duration;
+//! use ifpin::{Interface, PinError, PinnedTcpStream};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ctl0 = Interface::resolve("ctl0")?;
+//! match PinnedTcpStream::connect_timeout(&ctl0, "10.99.7.2:7000".parse()?, Duration::from_secs(3)) {
+//!     Ok(mut stream) => {
+//!         let mut answer = String::new();
+//!         stream.read_to_string(&mut answer)?;
+//!         assert!(stream.verify()?.is_intact());
+//!     }
+//!     // Said as what happened on the wire, never retried through another interface.
+//!     Err(PinError::NoRoute { .. }) => eprintln!("no way to the peer through ctl0"),
+//!     Err(PinError::InterfaceDown { .. }) => eprintln!("ctl0 is down"),
+//!     Err(other) => return Err(other.into()),
+//! }
+//! # Ok(()) }
+//! ```
 
 mod tcp;
 #[cfg(feature = "tokio")]
