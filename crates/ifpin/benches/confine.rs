@@ -107,5 +107,70 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(confine, benches);
+/// Per-packet cost of the `cgroup_skb` filter itself, measured by the kernel
+/// (`BPF_PROG_TEST_RUN` with `repeat`): a program that only returns 1, against the filter on
+/// its pass path, its loopback-mode pass path (reads the destination), and its drop path
+/// (counts). Test runs put the packet on `lo` (index 1).
+fn filter_per_packet(c: &mut Criterion) {
+    use ifpin::bpf::programs::{self, Config, Counter, Direction, MapFds};
+    use ifpin::bpf::{Asm, Map, Program};
+    use ifpin::sys::bpf::{self as sys, AttachType, ProgType};
+    use std::os::fd::AsFd;
+    use std::time::Duration;
+
+    if !netlab::require_privileged("confine filter benchmarks") {
+        return;
+    }
+    let config = Map::array("bench_config", Config::SIZE, 1).unwrap();
+    let counters = Map::array("bench_counters", 8, Counter::COUNT).unwrap();
+    let maps = MapFds {
+        config: config.raw_fd(),
+        counters: counters.raw_fd(),
+        locals: None,
+    };
+    let load = |insns| {
+        Program::load(
+            "bench",
+            ProgType::CgroupSkb,
+            AttachType::CgroupInetEgress,
+            insns,
+        )
+        .unwrap()
+    };
+    let mut nothing = Asm::new();
+    nothing.ret(1);
+    let baseline = load(nothing.finish());
+    let filter = load(programs::skb_filter(Direction::Egress, maps, None));
+    let loopback_filter = load(programs::skb_filter(Direction::Egress, maps, Some(999_999)));
+    // Ethernet + IPv4 + UDP to 10.99.7.2.
+    let mut packet = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+    packet.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 10, 0, 1]);
+    packet.extend_from_slice(&[10, 99, 7, 2, 0x30, 0x39, 0x1b, 0x9e, 0, 8, 0, 0]);
+
+    let mut group = c.benchmark_group("confine/skb_filter_per_packet");
+    let mut run = |name: &str, program: &Program, allowed: u32| {
+        config
+            .update(&0u32.to_ne_bytes(), &Config::encode(allowed, "lo"))
+            .unwrap();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let repeat = iters.min(u64::from(u32::MAX)) as u32;
+                let run = sys::prog_test_run(program.as_fd(), &packet, repeat).unwrap();
+                Duration::from_nanos(u64::from(run.duration_ns) * iters)
+            })
+        });
+    };
+    run("return_1_baseline", &baseline, 1);
+    run("filter_pass", &filter, 1);
+    run("filter_pass_loopback_mode", &loopback_filter, 1);
+    run("filter_drop_and_count", &filter, 2);
+    group.finish();
+}
+
+criterion_group! {
+    name = confine;
+    // The kernel reports whole nanoseconds, so samples can be identical: no plots.
+    config = Criterion::default().without_plots();
+    targets = benches, filter_per_packet
+}
 criterion_main!(confine);
