@@ -674,3 +674,49 @@ fn loopback_mode_drops_loopback_destinations_on_the_pinned_interface() {
     );
     assert_eq!(close(confinement).egress_blocked, 1);
 }
+
+#[test]
+fn the_allowed_interface_changes_without_reloading() {
+    if !netlab::require_privileged("the_allowed_interface_changes_without_reloading") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let _served = chassis.serve(Proto::Tcp, PORT).unwrap();
+    let ctl0 = chassis.ctl0_index().unwrap();
+    let eth1 = chassis.eth1_index().unwrap();
+    let to_backplane = act(&[&"tcp", &Chassis::BACKPLANE_V4, &PORT]);
+    let to_control = act(&[&"tcp", &Chassis::CONTROL_V4, &PORT]);
+    let actions = [to_control, to_backplane];
+    for allow_loopback in [false, true] {
+        let confinement = confine(&chassis, Level::Sealed, allow_loopback);
+        let programs = Confinement::attached_program_ids(confinement.cgroup_path()).unwrap();
+        assert_eq!(
+            probe(&chassis, Some(&confinement), &actions),
+            [format!("backplane@{ctl0}"), format!("backplane@{ctl0}")]
+        );
+        chassis
+            .host()
+            .run(|| confinement.set_interface(ifpin::IfIndex::new(eth1), None))
+            .unwrap()
+            .unwrap();
+        // Now pinned to eth1: the control answers from the front; the backplane's own
+        // address lies behind ctl0 and cannot be reached any more.
+        let results = probe(&chassis, Some(&confinement), &actions);
+        assert_eq!(
+            results[0],
+            format!("front@{eth1}"),
+            "loopback {allow_loopback}"
+        );
+        assert_ne!(
+            results[1],
+            format!("backplane@{ctl0}"),
+            "loopback {allow_loopback}"
+        );
+        assert_eq!(
+            Confinement::attached_program_ids(confinement.cgroup_path()).unwrap(),
+            programs,
+            "the same programs stay attached"
+        );
+        close(confinement);
+    }
+}
