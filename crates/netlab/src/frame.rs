@@ -784,6 +784,49 @@ mod tests {
     }
 
     #[test]
+    fn every_truncation_of_every_sample_decodes_without_panic() {
+        let mut tcp = vec![0u8; 20];
+        tcp[13] = 0x12;
+        let mut ns = vec![ICMPV6_NEIGHBOR_SOLICIT, 0, 0, 0, 0, 0, 0, 0];
+        ns.extend_from_slice(&[0xfd; 16]);
+        let mut hbh = vec![PROTO_ICMPV6, 0, 5, 2, 0, 0, 1, 0];
+        hbh.extend_from_slice(&[143, 0, 0, 0, 0, 0, 0, 0]);
+        let mut frag = vec![PROTO_UDP, 0, 0, 0, 0, 0, 0, 1];
+        frag.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
+        let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 2];
+        arp.extend_from_slice(&[0; 20]);
+        let v6 = |next, rest: &[u8]| ipv6(next, Ipv6Addr::LOCALHOST, Ipv6Addr::LOCALHOST, rest);
+        let samples = [
+            eth(
+                PEER_MAC,
+                ETHERTYPE_IPV4,
+                &ipv4(PROTO_TCP, [1; 4], [2; 4], &tcp),
+            ),
+            eth(PEER_MAC, ETHERTYPE_IPV6, &v6(PROTO_ICMPV6, &ns)),
+            eth(PEER_MAC, ETHERTYPE_IPV6, &v6(0, &hbh)),
+            eth(PEER_MAC, ETHERTYPE_IPV6, &v6(44, &frag)),
+            eth(PEER_MAC, ETHERTYPE_ARP, &arp),
+            eth(PEER_MAC, 0x8100, &[0, 1, 0x86, 0xdd]),
+        ];
+        for sample in &samples {
+            for n in 0..=sample.len() {
+                let f = Frame::decode(&sample[..n], PKT_HOST, sample.len());
+                // Decoding and every accessor must cope with any prefix.
+                let _ = (
+                    f.src_ip(),
+                    f.dst_port(),
+                    f.icmp_type(),
+                    f.is_noise(),
+                    f.to_string(),
+                );
+            }
+        }
+        // The complete fragment sample: first fragment, so ports are decoded.
+        let f = Frame::decode(&samples[3], PKT_HOST, samples[3].len());
+        assert_eq!(f.dst_port(), Some(2));
+    }
+
+    #[test]
     fn short_and_unknown_frames_are_kept() {
         let f = decode(&[1, 2, 3], PKT_HOST);
         assert_eq!(f.payload, Payload::Truncated);
