@@ -270,12 +270,20 @@ fn serve_udp(socket: Socket, reply: &[u8], stats: &Stats) {
         // Answer from the address the datagram was sent to (and, for IPv6, through the
         // interface it came in on), so connected clients and link-local peers accept it.
         let iov = [IoSlice::new(reply)];
+        // ipi_spec_dst is the local address the datagram reached (the interface address for
+        // a broadcast); a multicast destination cannot be a source, so let the kernel choose.
         let reply4 = info4.map(|pi| libc::in_pktinfo {
             ipi_ifindex: 0,
-            ipi_spec_dst: pi.ipi_addr,
-            ipi_addr: pi.ipi_addr,
+            ipi_spec_dst: pi.ipi_spec_dst,
+            ipi_addr: pi.ipi_spec_dst,
         });
-        let cmsgs: Vec<ControlMessage<'_>> = match (&reply4, &info6) {
+        let reply6 = info6.map(|mut pi| {
+            if pi.ipi6_addr.s6_addr[0] == 0xff {
+                pi.ipi6_addr.s6_addr = [0; 16];
+            }
+            pi
+        });
+        let cmsgs: Vec<ControlMessage<'_>> = match (&reply4, &reply6) {
             (Some(pi), _) => vec![ControlMessage::Ipv4PacketInfo(pi)],
             (None, Some(pi)) => vec![ControlMessage::Ipv6PacketInfo(pi)],
             (None, None) => Vec::new(),

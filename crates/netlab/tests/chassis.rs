@@ -162,6 +162,21 @@ fn responders_answer_over_ctl0_with_their_name() {
         .unwrap();
     assert_eq!(answer, "front\n");
     assert_eq!(udp.front_hits(), 1);
+
+    // Broadcast on the ctl0 subnet and multicast to all nodes on ctl0 are answered too.
+    let bcast = SocketAddr::new("10.10.0.255".parse().unwrap(), 7001);
+    let all_nodes = SocketAddr::V6(SocketAddrV6::new("ff02::1".parse().unwrap(), 7001, 0, ctl0));
+    let (b, m) = chassis
+        .host()
+        .run(|| {
+            let u4 = UdpSocket::bind("0.0.0.0:0").unwrap();
+            u4.set_broadcast(true).unwrap();
+            let u6 = UdpSocket::bind("[::]:0").unwrap();
+            (udp_ask(&u4, bcast), udp_ask(&u6, all_nodes))
+        })
+        .unwrap();
+    assert_eq!(b.unwrap(), "backplane\n");
+    assert_eq!(m.unwrap(), "backplane\n");
 }
 
 #[test]
