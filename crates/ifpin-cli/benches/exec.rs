@@ -10,7 +10,7 @@
 //! machine hits both alike, and prints medians as a Markdown table (the one in
 //! `BENCHMARKS.md`).
 //!
-//! The same binary is the traffic client and server: `--serve ADDR`, `--stream ADDR SECS`
+//! The same binary is the traffic client and server: `--serve STREAM_ADDR CONNECT_ADDR`, `--stream ADDR SECS`
 //! (writes 128 KiB chunks, prints bytes/s) and `--connect ADDR SECS` (connect + RST-close in
 //! a loop, prints connects/s), so the confined client is exactly the unconfined one.
 
@@ -20,7 +20,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const LEVELS: [&str; 3] = ["pinned", "enforced", "sealed"];
-const SERVER: &str = "10.77.0.2:5201";
+/// The stream server (a thread per connection, reading until EOF).
+const STREAM_SERVER: &str = "10.77.0.2:5201";
+/// The connect server (accepts and closes at once, in the accept loop: no thread per
+/// connection, so its accept queue never overflows on a busy machine).
+const CONNECT_SERVER: &str = "10.77.0.2:5202";
 
 /// How much to measure.
 #[derive(Clone, Copy)]
@@ -34,8 +38,8 @@ struct Plan {
 /// `cargo bench`.
 const FULL: Plan = Plan {
     startup_samples: 200,
-    rounds: 5,
-    stream_secs: 3.0,
+    rounds: 9,
+    stream_secs: 2.0,
     connect_secs: 2.0,
 };
 
@@ -53,15 +57,21 @@ fn main() {
     let bench = args.iter().any(|a| a == "--bench");
     let args: Vec<String> = args.into_iter().filter(|a| a != "--bench").collect();
     match args.first().map(String::as_str) {
-        Some("--serve") => serve(&args[1]),
+        Some("--serve") => serve(&args[1], &args[2]),
         Some("--stream") => stream(&args[1], args[2].parse().unwrap()),
         Some("--connect") => connect(&args[1], args[2].parse().unwrap()),
         _ => orchestrate(if bench { FULL } else { SMOKE }),
     }
 }
 
-fn serve(addr: &str) {
-    let listener = TcpListener::bind(addr).expect("bind");
+fn serve(stream_addr: &str, connect_addr: &str) {
+    let connects = listen(connect_addr);
+    std::thread::spawn(move || {
+        for conn in connects.incoming() {
+            drop(conn);
+        }
+    });
+    let listener = listen(stream_addr);
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else { continue };
         std::thread::spawn(move || {
@@ -69,6 +79,19 @@ fn serve(addr: &str) {
             while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
         });
     }
+}
+
+/// A listener with a deep accept queue (`somaxconn`): on a busy machine the accepting thread
+/// may not run for milliseconds, and an overflowing queue turns into 1 s SYN retransmits that
+/// would be measured instead of the connects.
+fn listen(addr: &str) -> TcpListener {
+    use socket2::{Domain, Socket, Type};
+    let addr: SocketAddr = addr.parse().unwrap();
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket.bind(&addr.into()).expect("bind");
+    socket.listen(65_535).unwrap();
+    socket.into()
 }
 
 fn stream(addr: &str, secs: f64) {
@@ -103,6 +126,13 @@ fn connect(addr: &str, secs: f64) {
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
+}
+
+/// `min–max` of the samples, to show the spread the medians come from.
+fn spread(xs: &[f64]) -> String {
+    let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.2}–{max:.2}")
 }
 
 fn orchestrate(plan: Plan) {
@@ -159,19 +189,27 @@ fn orchestrate(plan: Plan) {
         .expect("lab");
     let (a, b) = (lab.host("a"), lab.host("b"));
     let _server = b
-        .spawn(b.command(&me).args(["--serve", SERVER]))
+        .spawn(
+            b.command(&me)
+                .args(["--serve", STREAM_SERVER, CONNECT_SERVER]),
+        )
         .expect("server");
     std::thread::sleep(Duration::from_millis(300));
 
     let run = |confine: Option<&str>, mode: &str, secs: f64| -> f64 {
         let secs = secs.to_string();
+        let server = if mode == "--stream" {
+            STREAM_SERVER
+        } else {
+            CONNECT_SERVER
+        };
         let out = match confine {
-            None => a.command(&me).args([mode, SERVER, &secs]).output(),
+            None => a.command(&me).args([mode, server, &secs]).output(),
             Some(level) => a
                 .command(ifpin)
                 .args(["exec", "-i", "veth-a", "--level", level, "--"])
                 .arg(&me)
-                .args([mode, SERVER, &secs])
+                .args([mode, server, &secs])
                 .output(),
         }
         .unwrap();
@@ -206,17 +244,19 @@ fn orchestrate(plan: Plan) {
                 per_level[i].push(run(Some(level), mode, secs) * scale);
             }
         }
+        let base_spread = spread(&base);
         let base = median(base);
         println!(
             "\n## {title} over veth ({} rounds of {secs} s, interleaved, median)\n",
             plan.rounds
         );
-        println!("| client | {unit} | ratio to unconfined |\n|---|---|---|");
-        println!("| unconfined | {base:.2} | 1.000 |");
+        println!("| client | {unit} (median) | min–max | ratio to unconfined |\n|---|---|---|---|");
+        println!("| unconfined | {base:.2} | {base_spread} | 1.000 |");
         for (i, level) in LEVELS.iter().enumerate() {
             let m = median(per_level[i].clone());
             println!(
-                "| `ifpin exec --level {level}` | {m:.2} | {:.3} |",
+                "| `ifpin exec --level {level}` | {m:.2} | {} | {:.3} |",
+                spread(&per_level[i]),
                 m / base
             );
         }

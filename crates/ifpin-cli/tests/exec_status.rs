@@ -255,3 +255,53 @@ fn cleanup_runs() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json["removed"].is_array());
 }
+
+#[test]
+fn the_interface_can_come_from_a_policy_plane() {
+    if !netlab::require_privileged("the_interface_can_come_from_a_policy_plane") {
+        return;
+    }
+    let ns = Netns::new("exec-policy").expect("netns");
+    let policy =
+        std::env::temp_dir().join(format!("ifpin-exec-policy-{}.toml", std::process::id()));
+    std::fs::write(
+        &policy,
+        "[[plane]]\nname = \"local\"\ninterface = \"lo\"\nprefixes = [\"127.0.0.0/8\"]\n\n\
+         [[plane]]\nname = \"control\"\ninterface = \"ctl9\"\nprefixes = [\"10.99.0.0/16\"]\n",
+    )
+    .unwrap();
+    let path = policy.to_str().unwrap();
+
+    let run = exec_in(&ns, &["--policy", path, "--plane", "local"], &["true"]);
+    assert_eq!(status_code(&run), 0, "{}", run.stderr);
+    assert_eq!(run.report()["interface"]["name"], "lo");
+
+    for (plane, message) in [
+        // The plane names an interface this host does not have: an error for exec.
+        (
+            "control",
+            "names interface ctl9, which this host does not have",
+        ),
+        (
+            "nowhere",
+            "no plane \"nowhere\" (planes in the file: local, control)",
+        ),
+    ] {
+        let out = ns
+            .command(ifpin())
+            .args(["exec", "--policy", path, "--plane", plane, "--", "true"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{plane}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{plane}: expected {message:?} in:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(path),
+            "{plane}: the file is named:\n{stderr}"
+        );
+    }
+    std::fs::remove_file(&policy).unwrap();
+}
