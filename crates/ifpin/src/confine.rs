@@ -469,6 +469,7 @@ impl Confinement {
     }
 
     /// Moves process `pid` (all its threads) into the cgroup. Its children follow.
+    #[doc(alias = "cgroup.procs")]
     pub fn add_process(&self, pid: u32) -> Result<(), ConfineError> {
         Ok(self.cgroup().add_process(pid)?)
     }
@@ -557,6 +558,7 @@ impl Confinement {
     }
 
     /// Whether any process is still in the cgroup (`cgroup.events`).
+    #[doc(alias = "cgroup.events")]
     pub fn is_populated(&self) -> Result<bool, ConfineError> {
         Ok(self.cgroup().is_populated()?)
     }

@@ -255,6 +255,7 @@ fn fd_result(ret: i64) -> OwnedFd {
 }
 
 /// `BPF_MAP_CREATE`: a new map; `name` is cut to 15 bytes.
+#[doc(alias = "BPF_MAP_CREATE")]
 pub fn map_create(
     map_type: MapType,
     key_size: u32,
@@ -277,6 +278,7 @@ pub fn map_create(
 /// `BPF_MAP_LOOKUP_ELEM`: copies the value stored under `key` into `value`.
 ///
 /// `key` and `value` must be exactly the map's key and value sizes; the caller checks.
+#[doc(alias = "BPF_MAP_LOOKUP_ELEM")]
 pub fn map_lookup_elem(
     map: BorrowedFd<'_>,
     key: &[u8],
@@ -294,6 +296,7 @@ pub fn map_lookup_elem(
 }
 
 /// `BPF_MAP_UPDATE_ELEM` with `flags` (e.g. [`BPF_ANY`]).
+#[doc(alias = "BPF_MAP_UPDATE_ELEM")]
 pub fn map_update_elem(
     map: BorrowedFd<'_>,
     key: &[u8],
@@ -313,6 +316,7 @@ pub fn map_update_elem(
 }
 
 /// `BPF_MAP_DELETE_ELEM`: removes `key`; `ENOENT` if it is not there.
+#[doc(alias = "BPF_MAP_DELETE_ELEM")]
 pub fn map_delete_elem(map: BorrowedFd<'_>, key: &[u8]) -> Result<(), SyscallError> {
     let mut attr = MapElemAttr {
         map_fd: map.as_raw_fd() as u32,
@@ -325,6 +329,7 @@ pub fn map_delete_elem(map: BorrowedFd<'_>, key: &[u8]) -> Result<(), SyscallErr
 
 /// `BPF_MAP_GET_NEXT_KEY`: writes the key after `key` (the first key when `key` is `None`)
 /// into `next`; `Ok(false)` at the end of the map.
+#[doc(alias = "BPF_MAP_GET_NEXT_KEY")]
 pub fn map_get_next_key(
     map: BorrowedFd<'_>,
     key: Option<&[u8]>,
@@ -363,6 +368,7 @@ pub struct ProgLoad<'a> {
 
 /// `BPF_PROG_LOAD`: verifies and loads a program; on failure the verifier's log (if a buffer
 /// was given) explains why.
+#[doc(alias = "BPF_PROG_LOAD")]
 pub fn prog_load(load: ProgLoad<'_>) -> Result<OwnedFd, SyscallError> {
     let license = CString::new(load.license).map_err(|_| SyscallError {
         call: "BPF_PROG_LOAD",
@@ -393,6 +399,7 @@ pub fn prog_load(load: ProgLoad<'_>) -> Result<OwnedFd, SyscallError> {
 }
 
 /// `BPF_PROG_ATTACH`: attaches `prog` to the cgroup `target` at `attach_type`.
+#[doc(alias = "BPF_PROG_ATTACH")]
 pub fn prog_attach(
     target: BorrowedFd<'_>,
     prog: BorrowedFd<'_>,
@@ -411,6 +418,7 @@ pub fn prog_attach(
 }
 
 /// `BPF_PROG_DETACH`: detaches `prog` from the cgroup `target` at `attach_type`.
+#[doc(alias = "BPF_PROG_DETACH")]
 pub fn prog_detach(
     target: BorrowedFd<'_>,
     prog: BorrowedFd<'_>,
@@ -428,6 +436,7 @@ pub fn prog_detach(
 
 /// `BPF_PROG_QUERY`: the ids of the programs attached directly to the cgroup `target` at
 /// `attach_type` (not inherited ones), however many there are.
+#[doc(alias = "BPF_PROG_QUERY")]
 pub fn prog_query(
     target: BorrowedFd<'_>,
     attach_type: AttachType,
@@ -467,6 +476,7 @@ pub struct TestRun {
 
 /// `BPF_PROG_TEST_RUN`: runs `prog` `repeat` times on a packet built from `data` (an Ethernet
 /// frame for `cgroup_skb` programs), without attaching it anywhere.
+#[doc(alias = "BPF_PROG_TEST_RUN")]
 pub fn prog_test_run(
     prog: BorrowedFd<'_>,
     data: &[u8],
@@ -488,6 +498,7 @@ pub fn prog_test_run(
 }
 
 /// `BPF_PROG_GET_FD_BY_ID`: a file descriptor for a loaded program, by id.
+#[doc(alias = "BPF_PROG_GET_FD_BY_ID")]
 pub fn prog_get_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
     let mut attr = GetFdByIdAttr {
         id,
