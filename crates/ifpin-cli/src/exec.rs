@@ -17,23 +17,32 @@ use ifpin::{Interface, Level};
 /// Arguments of `ifpin exec`.
 #[derive(clap::Args, Debug)]
 #[command(
-    about = "Run a program, and everything it starts, confined to one interface",
-    long_about = "Run a program, and everything it starts (static binaries, children, daemons \
+    after_help = "Examples:\n  \
+ifpin exec -i ctl0 -- curl http://10.0.0.2/\n  \
+ifpin exec -i ctl0 --level enforced --json -- ./daemon --foreground\n  \
+ifpin exec --policy chassis.toml --plane control -- python3 agent.py\n  \
+ifpin exec --cleanup\n\n\
+See --help for the levels, the report and the exit status.",
+    after_long_help = "Runs the program, and everything it starts (static binaries, children, daemons \
 that double-fork), so that no IP packet of theirs leaves or enters through any interface but \
 one, whatever they do with their sockets.\n\n\
 Levels (each adds to the one before):\n  \
-pinned    every IPv4/IPv6 socket created by the program is bound to the interface (honest code stays)\n  \
+pinned    every IPv4/IPv6 socket the program creates is bound to the interface (honest code stays on it)\n  \
 enforced  a cgroup BPF filter drops every packet leaving or arriving through another interface, and counts it\n  \
-sealed    (default) the program cannot unpin or steer its sockets (setsockopt guard), loses CAP_NET_RAW, \
-CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF (even as root: no raw or packet sockets), and the filter closes \
-the moment the interface disappears or its index changes hands, reopening when the name returns\n\n\
+sealed    (default) the program cannot unpin or steer its sockets (setsockopt guard), sees the cgroup \
+hierarchy read-only, loses CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF and CAP_SYS_PTRACE (even as \
+root: no raw or packet sockets), and the filter closes the moment the interface disappears or its index \
+changes hands, reopening when an interface of that name returns\n\n\
 Loopback is closed unless --allow-loopback: a socket pinned to an interface cannot reach 127.0.0.1.\n\n\
-On exit, a report on stderr: the level held, the interface, packets blocked per direction, refused \
-setsockopt calls, link events. ifpin exits with the program's status (128+N if a signal N killed it), \
-or 2 if it could not start it (nothing is left behind). It forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, \
-SIGUSR1 and SIGUSR2 to the program and waits until every process it started has exited. If ifpin is \
-killed, the program stays confined; `ifpin exec --cleanup` later removes what is left.",
-    after_help = "Examples:\n  \
+Report: on stderr when the program's cgroup is empty (the program's stdout stays yours): the level held, \
+the interface, packets blocked per direction, refused setsockopt calls, link events, forwarded signals; \
+one JSON line with --json, and also to FILE with --report FILE.\n\n\
+Exit status: the program's own, or 128+N if signal N killed it; 2 if ifpin could not start it (missing \
+privilege, no cgroup v2 or cgroup BPF, unknown interface, command not found), and then nothing is left \
+behind. ifpin forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the program and waits \
+until every process it started has exited. If ifpin is killed, the program stays confined; the next \
+run, or `ifpin exec --cleanup`, removes what is left once its processes are gone.\n\n\
+Examples:\n  \
 ifpin exec -i ctl0 -- curl http://10.0.0.2/\n  \
 ifpin exec -i ctl0 --level enforced --json -- ./daemon --foreground\n  \
 ifpin exec --policy chassis.toml --plane control -- python3 agent.py\n  \

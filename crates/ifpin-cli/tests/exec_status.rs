@@ -305,3 +305,24 @@ fn the_interface_can_come_from_a_policy_plane() {
     }
     std::fs::remove_file(&policy).unwrap();
 }
+
+#[test]
+fn help_teaches_the_levels_and_the_exit_status() {
+    let out = std::process::Command::new(ifpin())
+        .args(["exec", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "pinned",
+        "enforced",
+        "sealed",
+        "--allow-loopback",
+        "128+N",
+        "--cleanup",
+        "stderr",
+    ] {
+        assert!(help.contains(needle), "{needle:?} missing from:\n{help}");
+    }
+}

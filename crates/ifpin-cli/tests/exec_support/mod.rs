@@ -3,10 +3,13 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use netlab::Netns;
+use netlab::{Chassis, Netns};
 use serde_json::Value;
 
 /// The `ifpin` binary under test.
@@ -152,4 +155,103 @@ pub fn ifpin_cgroups_of(pid: u32) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A running `loop.py` under ifpin, its output lines collected by a thread.
+pub struct Looping {
+    /// ifpin.
+    pub child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    /// Its existence stops the program.
+    pub stop: PathBuf,
+    report: PathBuf,
+}
+
+impl Looping {
+    /// Starts `loop.py` with `mode_args` under `ifpin exec -i ctl0 --level LEVEL` in the host.
+    pub fn start(chassis: &Chassis, level: &str, mode_args: &[String]) -> Looping {
+        let stop =
+            std::env::temp_dir().join(format!("ifpin-loop-stop-{}-{level}", std::process::id()));
+        let _ = std::fs::remove_file(&stop);
+        let mut argv = vec![
+            python3().to_owned(),
+            data("loop.py").display().to_string(),
+            stop.display().to_string(),
+        ];
+        argv.extend_from_slice(mode_args);
+        let (mut cmd, report) =
+            exec_command(chassis.host(), &["-i", "ctl0", "--level", level], &argv);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Looping {
+            child,
+            lines,
+            stop,
+            report,
+        }
+    }
+
+    /// Lines so far.
+    pub fn len(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    /// Lines after the first `from`.
+    pub fn lines_since(&self, from: usize) -> Vec<String> {
+        self.lines.lock().unwrap()[from..].to_vec()
+    }
+
+    /// Waits until a line after `from` equals `want`.
+    pub fn wait_for(&self, from: usize, want: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.lines_since(from).iter().any(|l| l == want) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// The program's pid, from its first line.
+    pub fn pid_line(&self) -> u32 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.len() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let first = self.lines_since(0).first().cloned().unwrap_or_default();
+        first
+            .strip_prefix("pid ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("first line {first:?}"))
+    }
+
+    /// Stops the program and collects ifpin's run.
+    pub fn finish(mut self) -> Run {
+        std::fs::write(&self.stop, "").unwrap();
+        let stderr = self.child.stderr.take().unwrap();
+        let status = self.child.wait().unwrap();
+        let mut err = Vec::new();
+        std::io::Read::read_to_end(&mut BufReader::new(stderr), &mut err).unwrap();
+        let _ = std::fs::remove_file(&self.stop);
+        collect(
+            std::process::Output {
+                status,
+                stdout: Vec::new(),
+                stderr: err,
+            },
+            &self.report,
+        )
+    }
 }

@@ -62,6 +62,8 @@ pub struct Report {
     pub link_events: Vec<LinkEvent>,
     /// Signals passed on to the program.
     pub signals_forwarded: Vec<ForwardedSignal>,
+    /// Cgroups left by earlier runs whose ifpin was killed, removed at the start of this one.
+    pub stale_cgroups_removed: Vec<std::path::PathBuf>,
 }
 
 impl fmt::Display for Report {
@@ -113,6 +115,13 @@ impl fmt::Display for Report {
         }
         if self.link_events.is_empty() {
             writeln!(f, "ifpin exec: link events: none")?;
+        }
+        for path in &self.stale_cgroups_removed {
+            writeln!(
+                f,
+                "ifpin exec: removed {} (left by an earlier run whose ifpin was killed)",
+                path.display()
+            )?;
         }
         for event in &self.link_events {
             let what = match event.kind {

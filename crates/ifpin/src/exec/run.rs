@@ -55,6 +55,12 @@ pub fn run(
     signals: Option<&SignalForwarding>,
 ) -> Result<Outcome, ExecError> {
     check_privileges(options.level)?;
+    // What earlier runs left when their ifpin was killed, once their processes are gone. A
+    // failure here must not stop this run: the leftovers stay confined, and are reported by
+    // `ifpin exec --cleanup`.
+    let stale = Confinement::cleanup_stale()
+        .map(|cleanup| cleanup.removed)
+        .unwrap_or_default();
     // The watch first, then the last check: any change after the check is a notice.
     let watch = LinkWatch::new()?;
     match options.interface.check()? {
@@ -153,6 +159,7 @@ pub fn run(
             setsockopt: counters.setsockopt_refused,
         },
         link_events: supervised.link_events,
+        stale_cgroups_removed: stale,
         signals_forwarded: supervised.signals,
     };
     Ok(Outcome { status, report })
