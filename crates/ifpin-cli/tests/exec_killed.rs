@@ -77,6 +77,9 @@ fn killing_ifpin_leaves_the_program_confined_and_cleanup_removes_the_rest() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // The next run removes it, and says so.
+    // (Any `ifpin exec` on the machine cleans up, so on a machine shared with other test runs
+    // another one may get there first; then only "gone" can be checked.)
+    let existed = cgroup.exists();
     let run = exec_in(&Netns::new("exec-next").unwrap(), &["-i", "lo"], &["true"]);
     assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
     assert_cgroup_gone(&cgroup);
@@ -87,7 +90,7 @@ fn killing_ifpin_leaves_the_program_confined_and_cleanup_removes_the_rest() {
         .map(|p| p.as_str().unwrap())
         .collect();
     assert!(
-        removed.contains(&cgroup.to_str().unwrap()),
+        !existed || removed.contains(&cgroup.to_str().unwrap()),
         "the next run should report removing {}: {removed:?}",
         cgroup.display()
     );
