@@ -286,7 +286,7 @@ fn tcp_connect(c: &mut Criterion) {
 /// the median over the rounds is reported. Runs only under `cargo bench` (not in the quick
 /// test mode of `cargo test --all-targets`), without a filter or with the filter `interleaved`.
 fn interleaved() {
-    const ROUNDS: usize = 21;
+    const ROUNDS: usize = 31;
     println!("\ninterleaved A/B, {ROUNDS} rounds, median [min, max]:");
 
     let lo = Interface::loopback().expect("lo");

@@ -8,7 +8,7 @@
 //! what changed.
 //!
 //! The pinned socket types in [`crate::net`] call these after creation and after every
-//! `bind()`, `connect()` and `accept()`.
+//! `bind()` and `accept()`.
 
 use std::os::fd::AsFd;
 

@@ -1,9 +1,13 @@
 //! Sockets pinned to one interface, usable where `std::net` (and, with the `tokio` feature,
 //! `tokio::net`) sockets are.
 //!
-//! Every type here is created pinned ([`crate::pin::pin`] right after `socket()`), and reads
-//! its binding back after every `bind()`, `connect()` and `accept()`: a socket that is not
-//! bound to its interface any more is an error, never a socket that carries on unpinned.
+//! Every type here is created pinned ([`crate::pin::pin`] right after `socket()`, which reads
+//! the binding back), and reads its binding back again after every `bind()` (a link-local
+//! `bind()` can silently move a socket to another interface), after a UDP `connect()` and
+//! after every `accept()`: a socket that is not bound to its interface is an error, never a
+//! socket that carries on unpinned. A TCP `connect()` cannot move a bound socket (the kernel
+//! refuses a scope that conflicts with the binding, and scopes are checked before anyway), so
+//! the connect path, which is hot, adds no further read-back.
 //!
 //! Addresses given to these types are checked before they reach the kernel: an IPv6
 //! link-local (or link/interface-local multicast) address without a scope gets the pinned

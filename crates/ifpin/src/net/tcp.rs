@@ -71,7 +71,6 @@ impl PinnedTcpStream {
             PinError::from_io(Op::Connect, interface, Some(remote), err)
                 .with_timeout(timeout.unwrap_or_default())
         })?;
-        pin::check(&socket, interface, Op::Connect)?;
         Ok(PinnedTcpStream {
             inner: socket.into(),
             interface: interface.clone(),

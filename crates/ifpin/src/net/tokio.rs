@@ -47,7 +47,6 @@ impl PinnedTcpStream {
             .connect(addr)
             .await
             .map_err(|err| PinError::from_io(Op::Connect, interface, Some(addr), err))?;
-        pin::check(&stream, interface, Op::Connect)?;
         Ok(PinnedTcpStream {
             inner: stream,
             interface: interface.clone(),
