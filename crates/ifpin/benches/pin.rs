@@ -284,14 +284,18 @@ fn tcp_connect(c: &mut Criterion) {
 /// Interleaved A/B ratios, robust to a machine whose load drifts during the run: each round
 /// measures both variants back to back (alternating which goes first) and yields one ratio;
 /// the median over the rounds is reported. Runs only under `cargo bench` (not in the quick
-/// test mode of `cargo test --all-targets`), without a filter or with the filter `interleaved`.
+/// test mode of `cargo test --all-targets`), without a filter or with the filter `interleaved`;
+/// `IFPIN_BENCH_ROUNDS` sets the number of rounds (default 31).
 fn interleaved() {
-    const ROUNDS: usize = 31;
-    println!("\ninterleaved A/B, {ROUNDS} rounds, median [min, max]:");
+    let rounds: usize = std::env::var("IFPIN_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(31);
+    println!("\ninterleaved A/B, {rounds} rounds, median [min, max]:");
 
     let lo = Interface::loopback().expect("lo");
     let index = lo.index().get();
-    let added = collect(ROUNDS, |first| {
+    let added = collect(rounds, |first| {
         let n = 4 * BATCH;
         let bare = || {
             timed_on_fresh_sockets(n, |s| {
@@ -317,7 +321,7 @@ fn interleaved() {
         .run(|| PinnedTcpStream::connect(&iface, addr))
         .unwrap()
         .expect("pinned connect");
-    let throughput = collect(ROUNDS, |first| {
+    let throughput = collect(rounds, |first| {
         let run = |s: &mut dyn ReadWrite| {
             let start = Instant::now();
             for _ in 0..4 {
@@ -342,7 +346,7 @@ fn interleaved() {
     pair.stop(addr, server);
 
     let (addr, server) = pair.server(5004, greet, false);
-    let connects = collect(ROUNDS, |first| {
+    let connects = collect(rounds, |first| {
         pair.a()
             .run(|| {
                 let unpinned = || {
