@@ -68,6 +68,19 @@ fn chassis_builds_and_tears_down() {
         let own = std::fs::read_link("/proc/self/ns/net").unwrap();
         let child = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
         assert_ne!(own, child, "child did not enter the namespace");
+        // Unlike `ip netns exec`, the child keeps our mount namespace (and so the cgroup2
+        // mount and /sys as they are).
+        let out = chassis
+            .host()
+            .command("readlink")
+            .args(["/proc/self/ns/mnt", "/proc/self/ns/net"])
+            .output()
+            .expect("readlink in the namespace");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let own_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(own_mnt.to_str().unwrap()), "{text}");
+        assert_eq!(lines.next(), Some(child.to_str().unwrap()), "{text}");
     }
     let list = netns_list();
     for n in &names {
