@@ -206,54 +206,20 @@ pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
         let mut tables = Vec::with_capacity(namespaces.len());
         let mut not_permitted = Vec::new();
         for ns in &namespaces {
-            let label = ns.label();
-            let read = netns::run_in(ns, || {
-                let names = nix::net::if_::if_nameindex()
-                    .map(|list| {
-                        list.iter()
-                            .filter_map(|i| {
-                                Some((
-                                    IfIndex::new(i.index())?,
-                                    i.name().to_string_lossy().into_owned(),
-                                ))
-                            })
-                            .collect::<BTreeMap<_, _>>()
-                    })
-                    .map_err(std::io::Error::from);
-                (sockdiag::dump_all(), names)
-            });
-            match read {
-                Ok((Ok(sockets), Ok(interfaces))) => {
-                    tables.push((ns.clone(), label, interfaces, sockets))
-                }
-                Ok((Err(source), _)) if ns.current => {
-                    return Err(AuditError::Sockets {
-                        netns: label,
-                        source,
-                    });
-                }
-                Ok((_, Err(source))) if ns.current => {
-                    return Err(AuditError::Interfaces {
-                        netns: label,
-                        source,
-                    });
-                }
-                Err(err) if ns.current => return Err(err.into()),
-                Err(netns::NetnsError::Enter { source, .. })
+            match read_namespace(ns) {
+                Ok(table) => tables.push(table),
+                Err(err) if ns.current => return Err(err),
+                // Deleted (or its last process exited) since it was listed: nothing to audit.
+                Err(AuditError::Netns(netns::NetnsError::Open { source, .. }))
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(AuditError::Netns(netns::NetnsError::Enter { source, .. }))
                     if source.raw_os_error() == Some(libc::EPERM) =>
                 {
-                    not_permitted.push(label);
+                    not_permitted.push(ns.label());
                 }
-                Ok((Err(err), _)) => warnings.push(format!(
-                    "skipped network namespace {label}: {}",
-                    chain(&err)
-                )),
-                Ok((_, Err(err))) => warnings.push(format!(
-                    "skipped network namespace {label}: {}",
-                    chain(&err)
-                )),
                 Err(err) => warnings.push(format!(
-                    "skipped network namespace {label}: {}",
+                    "skipped network namespace {}: {}",
+                    ns.label(),
                     chain(&err)
                 )),
             }
@@ -297,11 +263,17 @@ pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
         }
     };
 
-    let total = tables.iter().map(|t| t.3.len()).sum();
+    let total = tables.iter().map(|t| t.sockets.len()).sum();
     let mut sockets = Vec::with_capacity(total);
     let mut snapshots = Vec::with_capacity(tables.len());
     let mut owning = BTreeSet::new();
-    for (netns, (namespace, label, interfaces, diags)) in tables.into_iter().enumerate() {
+    for (netns, table) in tables.into_iter().enumerate() {
+        let NamespaceTable {
+            namespace,
+            label,
+            interfaces,
+            sockets: diags,
+        } = table;
         for diag in diags {
             let interface_name = diag
                 .bound_interface
@@ -346,6 +318,49 @@ pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
         owners,
         warnings,
     })
+}
+
+/// What one namespace holds, read from inside it.
+struct NamespaceTable {
+    namespace: Namespace,
+    label: String,
+    interfaces: BTreeMap<IfIndex, String>,
+    sockets: Vec<DiagSocket>,
+}
+
+/// Reads a namespace's sockets and interface names on a thread inside it: an `idiag_if`
+/// index only means something in its own namespace.
+fn read_namespace(ns: &Namespace) -> Result<NamespaceTable, AuditError> {
+    let label = ns.label();
+    let (sockets, interfaces) = netns::run_in(ns, || (sockdiag::dump_all(), interfaces_here()))?;
+    let sockets = sockets.map_err(|source| AuditError::Sockets {
+        netns: label.clone(),
+        source,
+    })?;
+    let interfaces = interfaces.map_err(|source| AuditError::Interfaces {
+        netns: label.clone(),
+        source,
+    })?;
+    Ok(NamespaceTable {
+        namespace: ns.clone(),
+        label,
+        interfaces,
+        sockets,
+    })
+}
+
+/// Every interface of the calling thread's namespace, by index (`if_nameindex(3)`).
+fn interfaces_here() -> std::io::Result<BTreeMap<IfIndex, String>> {
+    let list = nix::net::if_::if_nameindex()?;
+    Ok(list
+        .iter()
+        .filter_map(|i| {
+            Some((
+                IfIndex::new(i.index())?,
+                i.name().to_string_lossy().into_owned(),
+            ))
+        })
+        .collect())
 }
 
 /// The `ifpin exec` run a process belongs to: `ifpin exec` puts each run in its own cgroup
