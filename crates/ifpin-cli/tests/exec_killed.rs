@@ -57,7 +57,12 @@ fn killing_ifpin_leaves_the_program_confined_and_cleanup_removes_the_rest() {
         "still blocked: {after:?}"
     );
     front.settle();
-    assert_eq!(front.total(), 0, "{}", front.describe());
+    assert_eq!(
+        front.count(support::is_program_frame),
+        0,
+        "{}",
+        front.describe()
+    );
     assert!(cgroup.exists());
 
     // While the program lives, cleanup must not pull the programs out from under it.

@@ -81,7 +81,7 @@ fn real_programs_reach_the_service_over_the_pinned_interface_only() {
         );
         front.settle();
         assert!(
-            front.total() > 0,
+            front.count(support::is_program_frame) > 0,
             "the front counter saw the unconfined {what}"
         );
         front.clear();
@@ -102,7 +102,7 @@ fn real_programs_reach_the_service_over_the_pinned_interface_only() {
             );
             front.settle();
             assert_eq!(
-                front.total(),
+                front.count(support::is_program_frame),
                 0,
                 "{what} at {level} put frames on the front link: {}",
                 front.describe()
@@ -151,7 +151,12 @@ fn a_double_forking_daemon_stays_confined_and_is_waited_for() {
     // The daemon's leak attempt was blocked and counted after its parent had exited.
     assert_eq!(run.blocked("egress"), 1, "{report}");
     front.settle();
-    assert_eq!(front.total(), 0, "{}", front.describe());
+    assert_eq!(
+        front.count(support::is_program_frame),
+        0,
+        "{}",
+        front.describe()
+    );
     assert_cgroup_gone(&run.cgroup());
 
     // Negative control: unconfined, the same daemon's datagram does reach the front link.
@@ -165,7 +170,7 @@ fn a_double_forking_daemon_stays_confined_and_is_waited_for() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     front.settle();
     assert!(
-        front.total() > 0,
+        front.count(support::is_program_frame) > 0,
         "the unconfined daemon leaked (negative control)"
     );
     let _ = std::fs::remove_file(&out);
@@ -217,6 +222,11 @@ fn loopback_is_closed_unless_allowed() {
             assert_cgroup_gone(&run.cgroup());
         }
         front.settle();
-        assert_eq!(front.total(), 0, "{level}: {}", front.describe());
+        assert_eq!(
+            front.count(support::is_program_frame),
+            0,
+            "{level}: {}",
+            front.describe()
+        );
     }
 }

@@ -137,7 +137,7 @@ fn a_new_topology_pinned_by_index() {
     let settle = |what: &str, must_be_zero: bool| {
         for (ifname, counter) in &counters {
             counter.settle();
-            let n = counter.count(|f| f.arp().is_none());
+            let n = counter.count(support::is_program_frame);
             if must_be_zero {
                 assert_eq!(n, 0, "{what}: frames on {ifname}: {}", counter.describe());
             }
@@ -204,7 +204,7 @@ fn a_new_topology_pinned_by_index() {
                 .find(|(ifname, _)| *ifname == toward)
                 .map(|(_, c)| {
                     c.settle();
-                    c.count(|f| f.arp().is_none())
+                    c.count(support::is_program_frame)
                 })
                 .unwrap();
             assert!(

@@ -85,12 +85,12 @@ fn sends_refused_eperm(result: &Value) -> u64 {
 
 /// The frames the front link saw since the last call: how many, and what they were.
 ///
-/// ARP is left out: the host kernel keeps its neighbour entry for the front gateway fresh on
-/// its own (unicast probes some time after a run used it), whoever runs. Every IP frame, and
-/// every other non-ARP frame (the AF_PACKET vector's), counts.
+/// The host kernel's neighbour upkeep (ARP, IPv6 neighbour discovery) is left out: it keeps
+/// its entries for the front peer fresh on its own, whoever runs
+/// ([`support::is_program_frame`]). Every other frame counts.
 fn frames(counter: &FrameCounter) -> (usize, String) {
     counter.settle();
-    let seen = (counter.count(|f| f.arp().is_none()), counter.describe());
+    let seen = (counter.count(support::is_program_frame), counter.describe());
     counter.clear();
     seen
 }

@@ -255,3 +255,13 @@ impl Looping {
         )
     }
 }
+
+/// Whether a frame counted on a link can be the program's: everything but the host kernel's
+/// neighbour upkeep (ARP, and IPv6 neighbour solicitations/advertisements), which it sends on
+/// its own for a peer that was talked to earlier, whoever runs. A program cannot send these
+/// through an IP socket; an `AF_PACKET` frame counts whatever it carries.
+pub fn is_program_frame(frame: &netlab::frame::Frame) -> bool {
+    let neighbour_discovery = frame.proto() == Some(netlab::frame::PROTO_ICMPV6)
+        && matches!(frame.icmp_type(), Some(135 | 136));
+    frame.arp().is_none() && !neighbour_discovery
+}
