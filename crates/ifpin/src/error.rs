@@ -176,9 +176,9 @@ pub enum PinError {
 
     /// An IPv6 address carries a scope naming another interface; refused before sending.
     #[error(
-        "{address}%{scope} names interface index {scope}, but the socket is pinned to {interface}: \
+        "{address}%{scope} names {}, but the socket is pinned to {interface}: \
          refused before anything was sent (drop the %scope, or use %{})",
-        interface.name()
+        fmt_scope(*.scope, .scope_name), interface.name()
     )]
     ForeignScope {
         /// The pinned interface.
@@ -187,6 +187,8 @@ pub enum PinError {
         address: Ipv6Addr,
         /// The scope id as given.
         scope: u32,
+        /// The name of the interface the scope names, if there is one.
+        scope_name: Option<String>,
     },
 
     /// Any other failure of a socket call.
@@ -206,6 +208,13 @@ fn fmt_dest(dest: &Option<SocketAddr>) -> String {
     match dest {
         Some(addr) => addr.to_string(),
         None => "the peer".to_owned(),
+    }
+}
+
+fn fmt_scope(scope: u32, name: &Option<String>) -> String {
+    match name {
+        Some(name) => format!("interface {name} (index {scope})"),
+        None => format!("interface index {scope}, which does not exist"),
     }
 }
 
@@ -460,9 +469,10 @@ mod tests {
             interface: lo(),
             address: "fe80::1".parse().unwrap(),
             scope: 9,
+            scope_name: Some("eth9".to_owned()),
         }
         .to_string();
-        assert!(msg.contains("fe80::1%9"), "{msg}");
+        assert!(msg.contains("fe80::1%9 names interface eth9 (index 9)"), "{msg}");
         assert!(msg.contains("%lo"), "{msg}");
         let msg = PinError::InterfaceDown {
             interface: lo(),

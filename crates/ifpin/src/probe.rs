@@ -602,6 +602,7 @@ mod tests {
             interface: lo,
             address: Ipv6Addr::LOCALHOST,
             scope: 9,
+            scope_name: None,
         };
         assert_eq!(outcome_of(&scope, Protocol::Tcp), None);
     }

@@ -77,6 +77,7 @@ pub fn pinned_address(interface: &Interface, addr: SocketAddr) -> Result<SocketA
             interface: interface.clone(),
             address: *v6.ip(),
             scope,
+            scope_name: crate::sys::iface::if_indextoname(scope).ok().flatten(),
         });
     }
     v6.set_scope_id(if needs_scope(v6.ip()) { own } else { 0 });
