@@ -346,33 +346,60 @@ fn interleaved() {
     pair.stop(addr, server);
 
     let (addr, server) = pair.server(5004, greet, false);
-    let connects = collect(rounds, |first| {
+    let index = iface.index().get();
+    // 200 connects of one kind, timed, on a thread inside namespace `a`.
+    let connects = |kind: Connect| {
         pair.a()
             .run(|| {
-                let unpinned = || {
-                    let start = Instant::now();
-                    for _ in 0..200 {
-                        connect_once(TcpStream::connect(addr).unwrap());
+                let start = Instant::now();
+                for _ in 0..200 {
+                    match kind {
+                        Connect::Unpinned => connect_once(TcpStream::connect(addr).unwrap()),
+                        Connect::Bare => {
+                            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+                            ifpin::sys::socket::bind_device_by_index(s.as_fd(), index).unwrap();
+                            s.connect(&addr.into()).unwrap();
+                            connect_once(TcpStream::from(s));
+                        }
+                        Connect::Pinned => {
+                            connect_once(PinnedTcpStream::connect(&iface, addr).unwrap())
+                        }
                     }
-                    start.elapsed()
-                };
-                let pinned = || {
-                    let start = Instant::now();
-                    for _ in 0..200 {
-                        connect_once(PinnedTcpStream::connect(&iface, addr).unwrap());
-                    }
-                    start.elapsed()
-                };
-                let (u, p) = both(first, unpinned, pinned);
-                u.as_secs_f64() / p.as_secs_f64()
+                }
+                start.elapsed()
             })
             .unwrap()
-    });
+    };
+    let ratio = |a: Connect, b: Connect| {
+        collect(rounds, |first| {
+            let (ta, tb) = both(first, || connects(a), || connects(b));
+            ta.as_secs_f64() / tb.as_secs_f64()
+        })
+    };
     report(
         "TCP connect rate over veth, pinned / unpinned (target >= 0.98)",
-        &connects,
+        &ratio(Connect::Unpinned, Connect::Pinned),
+    );
+    report(
+        "  of which the kernel's: bare SO_BINDTOIFINDEX / unpinned",
+        &ratio(Connect::Unpinned, Connect::Bare),
+    );
+    report(
+        "  and the library's: ifpin pinned / bare SO_BINDTOIFINDEX",
+        &ratio(Connect::Bare, Connect::Pinned),
     );
     pair.stop(addr, server);
+}
+
+/// The kinds of connect compared in [`interleaved`].
+#[derive(Clone, Copy)]
+enum Connect {
+    /// `TcpStream::connect`.
+    Unpinned,
+    /// `socket()`, a bare `SO_BINDTOIFINDEX`, `connect()`.
+    Bare,
+    /// `PinnedTcpStream::connect`.
+    Pinned,
 }
 
 trait ReadWrite: Read + Write {}

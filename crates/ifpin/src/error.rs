@@ -472,7 +472,10 @@ mod tests {
             scope_name: Some("eth9".to_owned()),
         }
         .to_string();
-        assert!(msg.contains("fe80::1%9 names interface eth9 (index 9)"), "{msg}");
+        assert!(
+            msg.contains("fe80::1%9 names interface eth9 (index 9)"),
+            "{msg}"
+        );
         assert!(msg.contains("%lo"), "{msg}");
         let msg = PinError::InterfaceDown {
             interface: lo(),
