@@ -156,3 +156,45 @@ fn tokio_link_local_stays_on_ctl0() {
     assert_eq!(refused, (true, true));
     s.assert_front_silent(test);
 }
+
+/// Ingress for the Tokio listener: the front is refused, the backplane accepted, and the
+/// accepted stream is pinned.
+#[test]
+fn tokio_listener_refuses_the_front() {
+    let test = "tokio_listener_refuses_the_front";
+    let Some(s) = setup(test, Proto::Tcp, PORT) else {
+        return;
+    };
+    let ctl0 = s.ctl0();
+    let connect_from = |ns: &netlab::Netns| {
+        ns.run(|| {
+            std::net::TcpStream::connect_timeout(
+                &SocketAddr::new(Chassis::HOST_CTL0_V4.into(), 7100),
+                WAIT,
+            )
+        })
+        .unwrap()
+    };
+    let (front, backplane) = (s.chassis.front(), s.chassis.backplane());
+    let accepted = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server = scope.spawn(|| {
+            block_on_host(&s, || async move {
+                let listener =
+                    ifpin::net::tokio::PinnedTcpListener::bind(&ctl0, ([0, 0, 0, 0], 7100).into())
+                        .await
+                        .unwrap();
+                tx.send(()).unwrap();
+                let (stream, peer) = listener.accept().await.unwrap();
+                (stream.verify().unwrap(), peer)
+            })
+        });
+        rx.recv().unwrap();
+        let refused = connect_from(front).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        let _kept = connect_from(backplane).expect("the backplane is accepted");
+        server.join().unwrap()
+    });
+    assert!(accepted.0.is_intact(), "{accepted:?}");
+    assert_eq!(accepted.1.ip(), IpAddr::from(Chassis::BACKPLANE_V4));
+}

@@ -301,6 +301,27 @@ mod tests {
     }
 
     #[test]
+    fn connect_from_binds_the_source_and_checks_scopes() {
+        let lo = Interface::loopback().unwrap();
+        let listener = PinnedTcpListener::bind(&lo, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let remote = listener.local_addr().unwrap();
+        let local: SocketAddr = "127.0.0.2:0".parse().unwrap();
+        let stream = PinnedTcpStream::connect_from(&lo, local, remote, None).unwrap();
+        assert_eq!(stream.local_addr().unwrap().ip(), local.ip());
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer.ip(), local.ip());
+        // A local address scoped to another interface never reaches bind().
+        let foreign = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            0,
+            0,
+            lo.index().get() + 1000,
+        ));
+        let err = PinnedTcpStream::connect_from(&lo, foreign, remote, None).unwrap_err();
+        assert!(matches!(err, PinError::ForeignScope { .. }), "{err:?}");
+    }
+
+    #[test]
     fn from_std_refuses_an_unpinned_stream() {
         let lo = Interface::loopback().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
