@@ -113,6 +113,36 @@ fn real_programs_reach_the_service_over_the_pinned_interface_only() {
     }
 }
 
+/// Waits for `child` with `wait4(2)`: its output and the CPU time it (and the children it
+/// reaped) used.
+fn wait_with_cpu(mut child: std::process::Child) -> (std::process::Output, std::time::Duration) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let mut stderr = Vec::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; both out-pointers are valid for the call.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4");
+    let tv = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec as u64)
+            + std::time::Duration::from_micros(t.tv_usec as u64)
+    };
+    let output = std::process::Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: Vec::new(),
+        stderr,
+    };
+    (output, tv(usage.ru_utime) + tv(usage.ru_stime))
+}
+
 #[test]
 fn a_double_forking_daemon_stays_confined_and_is_waited_for() {
     if !netlab::require_privileged("a_double_forking_daemon_stays_confined_and_is_waited_for") {
@@ -134,8 +164,22 @@ fn a_double_forking_daemon_stays_confined_and_is_waited_for() {
         PORT.to_string(),
     ];
 
-    let run = exec_in(chassis.host(), &["-i", "ctl0"], &argv);
+    // Run ifpin and collect its CPU time with wait4: while it waits for the daemon (its
+    // direct child long gone) it must sleep in poll, not spin.
+    let (mut cmd, report) = support::exec_command(chassis.host(), &["-i", "ctl0"], &argv);
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (output, cpu) = wait_with_cpu(child);
+    let run = support::collect(output, &report);
     assert!(run.status.success(), "{}\n{}", run.status, run.stderr);
+    assert!(
+        cpu < std::time::Duration::from_millis(400),
+        "ifpin (with the program it reaped) used {cpu:?} of CPU over {} ms of waiting",
+        run.report()["elapsed_ms"]
+    );
     // ifpin returned only after the daemon was done: its output is there already.
     let fetched =
         std::fs::read_to_string(&out).expect("the daemon wrote its result before ifpin exited");
@@ -147,7 +191,7 @@ fn a_double_forking_daemon_stays_confined_and_is_waited_for() {
     );
     let report = run.report();
     assert_eq!(report["waited_for_descendants"], true, "{report}");
-    assert!(report["elapsed_ms"].as_u64().unwrap() >= 500, "{report}");
+    assert!(report["elapsed_ms"].as_u64().unwrap() >= 1500, "{report}");
     // The daemon's leak attempt was blocked and counted after its parent had exited.
     assert_eq!(run.blocked("egress"), 1, "{report}");
     front.settle();
@@ -167,7 +211,7 @@ fn a_double_forking_daemon_stays_confined_and_is_waited_for() {
         .status()
         .unwrap();
     assert!(status.success());
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
     front.settle();
     assert!(
         front.count(support::is_program_frame) > 0,

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Double-forks a daemon and exits at once; the daemon (detached, new session) waits, fetches
+"""Double-forks a daemon and exits at once; the daemon (detached, new session) waits 1.5 s, fetches
 URL with busybox wget into OUT, tries one IP_PKTINFO datagram out of FRONT_IF to DST4:PORT,
 then exits.
 
@@ -18,7 +18,7 @@ if os.fork() > 0:
 os.setsid()
 if os.fork() > 0:
     os._exit(0)
-time.sleep(0.5)
+time.sleep(1.5)
 fetched = subprocess.run(["busybox", "wget", "-q", "-O", "-", url], capture_output=True)
 with open(out, "wb") as f:
     f.write(fetched.stdout)

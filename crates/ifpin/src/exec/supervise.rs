@@ -234,10 +234,13 @@ impl Started {
                 waited_for_descendants = true;
             }
 
-            let mut fds = vec![
-                (self.pidfd.as_raw_fd(), sys::POLLIN),
-                (self.events.as_raw_fd(), sys::POLLPRI),
-            ];
+            // The cgroup's events always; the pidfd only until the program has exited (it
+            // stays readable after that, and would make this loop spin while daemons run).
+            let mut fds = vec![(self.events.as_raw_fd(), sys::POLLPRI)];
+            if status.is_none() {
+                fds.push((self.pidfd.as_raw_fd(), sys::POLLIN));
+            }
+            let first_optional = fds.len();
             if let Some(s) = signals {
                 fds.push((s.fd.as_fd().as_raw_fd(), sys::POLLIN));
             }
@@ -249,7 +252,7 @@ impl Started {
                     call: "poll",
                     source,
                 })?;
-            let mut next = 2;
+            let mut next = first_optional;
             if let Some(s) = signals {
                 if ready[next] != 0 {
                     self.forward(s, status.is_some(), &mut forwarded)?;
