@@ -75,7 +75,7 @@ pub struct Args {
     #[arg(long)]
     allow_loopback: bool,
 
-    /// Print the report on stderr as one JSON object (one line) instead of text.
+    /// Print the report (or the error) on stderr as one JSON object on one line instead of text.
     #[arg(long)]
     json: bool,
 
@@ -97,8 +97,26 @@ pub struct Args {
     command: Vec<OsString>,
 }
 
-/// Runs `ifpin exec`.
+/// Runs `ifpin exec`. With `--json`, an error is also one JSON object on stderr
+/// (`{"error": ..., "causes": [...]}`) instead of text, and exits 2.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if !args.json {
+        return run_inner(args);
+    }
+    match run_inner(args) {
+        Ok(code) => Ok(code),
+        Err(err) => {
+            let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+            eprintln!(
+                "{}",
+                serde_json::json!({ "error": err.to_string(), "causes": causes })
+            );
+            Ok(ExitCode::from(crate::exit::ERROR))
+        }
+    }
+}
+
+fn run_inner(args: Args) -> anyhow::Result<ExitCode> {
     // Before anything else (and before any thread): the forwarded signals must reach the
     // signalfd, not kill ifpin.
     let signals = SignalForwarding::new().context("cannot set up signal forwarding")?;

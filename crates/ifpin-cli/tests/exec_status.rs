@@ -326,3 +326,19 @@ fn help_teaches_the_levels_and_the_exit_status() {
         assert!(help.contains(needle), "{needle:?} missing from:\n{help}");
     }
 }
+
+#[test]
+fn json_errors_are_json() {
+    let out = std::process::Command::new(ifpin())
+        .args(["exec", "--json", "-i", "nosuch0", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let json: serde_json::Value = serde_json::from_slice(&out.stderr)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        json["error"].as_str().unwrap().contains("nosuch0"),
+        "{json}"
+    );
+    assert!(json["causes"].is_array(), "{json}");
+}
