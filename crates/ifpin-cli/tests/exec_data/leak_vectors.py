@@ -65,6 +65,9 @@ def tcp_connect(sock, addr):
             sock.recv(64)
         except OSError:
             pass
+        # Close with a RST (SO_LINGER 0): no TIME_WAIT, whose late ACKs the host kernel would
+        # send on its own, routed by the table, after this program is gone.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         return "connected"
     finally:
         sock.close()
