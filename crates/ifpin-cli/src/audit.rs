@@ -103,6 +103,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(str::parse::<InterfaceSpec>)
         .transpose()
         .context("--interface takes an interface name or index")?;
+    // In this namespace alone the interface must exist: a typo would otherwise show an empty,
+    // reassuring table. Across namespaces (--all-netns) it may live in any of them.
+    if let (Some(spec), false) = (&interface, args.all_netns) {
+        spec.resolve().with_context(|| {
+            format!(
+                "--interface {spec}: no such interface here (use --all-netns to match it in every network namespace)"
+            )
+        })?;
+    }
 
     let audit = ifpin::audit::snapshot(&AuditOptions {
         all_netns: args.all_netns,

@@ -220,6 +220,7 @@ fn usage_errors_exit_2() {
         &["audit", "--violations"][..],
         &["audit", "--interface", "this-name-is-too-long"],
         &["audit", "--pid", "abc"],
+        &["audit", "--interface", "nosuch-if0"],
     ] {
         let out = ifpin(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
