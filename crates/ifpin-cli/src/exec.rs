@@ -39,7 +39,9 @@ the interface, packets blocked per direction, refused setsockopt calls, link eve
 one JSON line with --json, and also to FILE with --report FILE.\n\n\
 Exit status: the program's own, or 128+N if signal N killed it; 2 if ifpin could not start it (missing \
 privilege, no cgroup v2 or cgroup BPF, unknown interface, command not found), and then nothing is left \
-behind. ifpin forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the program and waits \
+behind; also 2 if stdin, stdout or stderr is an inet or packet socket (created outside, it \
+could not be held). Inet and packet sockets inherited as fd 3 and above are withheld: the program \
+does not receive them, and the report lists them. ifpin forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the program and waits \
 until every process it started has exited. If ifpin is killed, the program stays confined; the next \
 run, or `ifpin exec --cleanup`, removes what is left once its processes are gone.\n\n\
 Examples:\n  \

@@ -5,6 +5,13 @@
 //!    created), the privileges ([`check_privileges`]: which capabilities are missing);
 //! 2. **watch**: open the netlink [`LinkWatch`](crate::linkwatch::LinkWatch) *before* the
 //!    interface is checked one last time, so no change can slip between the two;
+//!    Sockets of the caller that the program would inherit are dealt with here too
+//!    (`inherited`): cgroup BPF programs hold a socket by the cgroup that *created* it, so an
+//!    `AF_INET`, `AF_INET6` or `AF_PACKET` socket created outside and passed down (an
+//!    inheritable fd 3 and above, from ifpin's own parent or socket activation) would not be
+//!    held, even at `sealed`. Such sockets are marked close-on-exec (the program never gets
+//!    them; the report lists them as withheld); such a socket as stdin, stdout or stderr
+//!    (inetd-style) is refused ([`ExecError::InheritedStdioSocket`]);
 //! 3. **confine**: a fresh cgroup with the level's BPF programs
 //!    ([`Confinement`](crate::confine::Confinement));
 //! 4. **start**: the child writes itself into the cgroup's `cgroup.procs` between `fork` and
@@ -22,6 +29,7 @@
 //! and the program stays confined (fail closed). The next run, or `ifpin exec --cleanup`,
 //! removes cgroups whose supervisor is gone.
 
+mod inherited;
 mod program;
 mod report;
 mod run;
@@ -126,6 +134,21 @@ pub enum ExecError {
         /// What the kernel said.
         #[source]
         source: io::Error,
+    },
+    /// Stdin, stdout or stderr is an inet or packet socket created outside the confinement.
+    #[error(
+        "fd {fd} (stdin, stdout or stderr) is an {family} socket created outside the confinement: \
+         cgroup filters hold a socket by the cgroup that created it, so the program's packets on \
+         it would not be held, and ifpin refuses to run. Give the program other stdio (a pipe, a \
+         file, /dev/null) and let it open its own sockets under ifpin exec, or run ifpin exec \
+         inside the service's own start-up instead of handing it an inherited socket (inetd, \
+         socket activation)"
+    )]
+    InheritedStdioSocket {
+        /// The descriptor, 0, 1 or 2.
+        fd: i32,
+        /// Its address family (`AF_INET`, `AF_INET6`, `AF_PACKET`).
+        family: &'static str,
     },
     /// The link watch failed.
     #[error(transparent)]

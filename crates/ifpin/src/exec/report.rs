@@ -64,6 +64,9 @@ pub struct Report {
     pub signals_forwarded: Vec<ForwardedSignal>,
     /// Cgroups left by earlier runs whose ifpin was killed, removed at the start of this one.
     pub stale_cgroups_removed: Vec<std::path::PathBuf>,
+    /// Inheritable inet and packet sockets of ifpin's own (created outside the confinement,
+    /// which could not hold them) that were closed for the program: their fd numbers.
+    pub withheld_sockets: Vec<i32>,
 }
 
 impl fmt::Display for Report {
@@ -115,6 +118,19 @@ impl fmt::Display for Report {
         }
         if self.link_events.is_empty() {
             writeln!(f, "ifpin exec: link events: none")?;
+        }
+        if !self.withheld_sockets.is_empty() {
+            let fds: Vec<String> = self
+                .withheld_sockets
+                .iter()
+                .map(|fd| fd.to_string())
+                .collect();
+            writeln!(
+                f,
+                "ifpin exec: withheld inherited socket fd(s) {}: created outside the confinement, \
+                 which could not hold them; the program did not receive them",
+                fds.join(", ")
+            )?;
         }
         for path in &self.stale_cgroups_removed {
             writeln!(

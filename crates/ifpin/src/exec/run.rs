@@ -49,12 +49,19 @@ impl Outcome {
 /// Pass `signals` (made with [`SignalForwarding::new`] before any thread was started) to
 /// forward `SIGINT`, `SIGTERM`, `SIGHUP`, `SIGQUIT`, `SIGUSR1` and `SIGUSR2` to the program.
 /// On any error before the program started, nothing is left behind.
+///
+/// Every inheritable `AF_INET`, `AF_INET6` and `AF_PACKET` socket of the calling process at
+/// fd 3 and above is marked close-on-exec first (listed in [`Report::withheld_sockets`]): the
+/// confinement could not hold it. If fd 0, 1 or 2 is such a socket, the run is refused
+/// ([`ExecError::InheritedStdioSocket`]).
 pub fn run(
     options: &ExecOptions,
     program: &Program,
     signals: Option<&SignalForwarding>,
 ) -> Result<Outcome, ExecError> {
     check_privileges(options.level)?;
+    // Before anything is created: a refusal leaves nothing behind.
+    let withheld_sockets = super::inherited::withhold_inherited_sockets()?;
     // What earlier runs left when their ifpin was killed, once their processes are gone. A
     // failure here must not stop this run: the leftovers stay confined, and are reported by
     // `ifpin exec --cleanup`.
@@ -160,6 +167,7 @@ pub fn run(
         },
         link_events: supervised.link_events,
         stale_cgroups_removed: stale,
+        withheld_sockets,
         signals_forwarded: supervised.signals,
     };
     Ok(Outcome { status, report })

@@ -6,6 +6,7 @@
 //! sockets, BPF and netlink.
 
 pub mod bpf;
+pub mod fd;
 pub mod iface;
 pub mod mount;
 pub mod process;
