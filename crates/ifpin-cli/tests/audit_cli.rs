@@ -1,34 +1,13 @@
 //! `ifpin audit` as a black box, in the test's own network namespace: exit codes, JSON shape,
 //! policy errors. (Namespace scenarios are in `audit_netns.rs`.)
 
+mod audit_support;
+
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
+use audit_support::{ifpin, json, write_policy};
 use serde_json::Value;
-
-fn ifpin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ifpin"))
-        .args(args)
-        .output()
-        .expect("run ifpin")
-}
-
-fn write_policy(dir: &Path, text: &str) -> String {
-    let path = dir.join("policy.toml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
-}
-
-fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
-        panic!(
-            "not JSON ({err}): {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
 
 #[test]
 fn lists_our_listener_with_its_owner() {

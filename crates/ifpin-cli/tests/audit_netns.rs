@@ -2,10 +2,12 @@
 //! policy, exit 1 with exactly the expected violations once it breaks it, and `--all-netns`
 //! finding the card's namespace from outside.
 
+mod audit_support;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::Output;
 use std::time::Duration;
 
+use audit_support::{ifpin, json, write_policy};
 use ifpin::Interface;
 use ifpin::net::{PinnedTcpListener, PinnedTcpStream, PinnedUdpSocket};
 use netlab::{Chassis, Proto};
@@ -13,29 +15,15 @@ use serde_json::Value;
 
 const CONTROL_PORT: u16 = 7600;
 
-fn policy_file(dir: &std::path::Path) -> String {
-    let path = dir.join("card.toml");
-    std::fs::write(
-        &path,
-        r#"[[plane]]
+const CARD_POLICY: &str = r#"[[plane]]
 name = "backplane"
 interface = "ctl0"
 prefixes = ["10.99.0.0/16", "fd99::/16"]
 ports = [7500, 7501]
-"#,
-    )
-    .unwrap();
-    path.to_str().unwrap().to_owned()
-}
+"#;
 
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+fn policy_file(dir: &std::path::Path) -> String {
+    write_policy(dir, CARD_POLICY)
 }
 
 /// (rule, local, remote) of every violation in a report.
@@ -197,10 +185,7 @@ fn all_netns_labels_sockets_of_a_namespace_created_here() {
     let me = std::process::id().to_string();
 
     // Without --all-netns, the audit of our own namespace does not see it.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ifpin"))
-        .args(["audit", "--json", "--pid", &me, "--policy", &policy])
-        .output()
-        .unwrap();
+    let out = ifpin(&["audit", "--json", "--pid", &me, "--policy", &policy]);
     let report = json(&out);
     assert!(
         report["sockets"]
@@ -211,18 +196,15 @@ fn all_netns_labels_sockets_of_a_namespace_created_here() {
         "{report}"
     );
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ifpin"))
-        .args([
-            "audit",
-            "--all-netns",
-            "--json",
-            "--pid",
-            &me,
-            "--policy",
-            &policy,
-        ])
-        .output()
-        .unwrap();
+    let out = ifpin(&[
+        "audit",
+        "--all-netns",
+        "--json",
+        "--pid",
+        &me,
+        "--policy",
+        &policy,
+    ]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -248,10 +230,7 @@ fn all_netns_labels_sockets_of_a_namespace_created_here() {
     assert_eq!(flagged, vec!["unpinned-plane-listener"]);
 
     // The table has a NETNS column naming it.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ifpin"))
-        .args(["audit", "--all-netns", "--pid", &me])
-        .output()
-        .unwrap();
+    let out = ifpin(&["audit", "--all-netns", "--pid", &me]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("NETNS"), "{text}");

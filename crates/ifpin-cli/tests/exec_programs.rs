@@ -7,28 +7,10 @@
 #[path = "exec_support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
-use netlab::{Chassis, Netns, Process};
-use support::{assert_cgroup_gone, data, exec_in, python3};
+use netlab::Chassis;
+use support::{assert_cgroup_gone, data, exec_in, python3, serve_label};
 
 const PORT: u16 = 7_401;
-
-/// Starts the labelled HTTP server in `ns` and waits until it listens.
-fn serve_label(ns: &Netns, label: &str) -> Process {
-    let mut cmd = ns.command(python3());
-    cmd.arg(data("label_http.py"))
-        .arg(label)
-        .arg(PORT.to_string())
-        .stdout(Stdio::piped());
-    let process = ns.spawn(&mut cmd).expect("label server starts");
-    let stdout = process.with_child(|c| c.stdout.take()).expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("ready");
-    assert_eq!(line.trim(), "ready");
-    process
-}
 
 fn url() -> String {
     format!("http://{}:{PORT}/", Chassis::CONTROL_V4)
@@ -41,8 +23,8 @@ fn real_programs_reach_the_service_over_the_pinned_interface_only() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");
-    let _backplane = serve_label(chassis.backplane(), "backplane");
-    let _front = serve_label(chassis.front(), "front");
+    let _backplane = serve_label(chassis.backplane(), "backplane", PORT);
+    let _front = serve_label(chassis.front(), "front", PORT);
     let front = chassis.front_counter().expect("front counter");
     let url = url();
     let py_fetch = format!(
@@ -153,8 +135,8 @@ fn a_double_forking_daemon_stays_confined_and_is_waited_for() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");
-    let _backplane = serve_label(chassis.backplane(), "backplane");
-    let _front = serve_label(chassis.front(), "front");
+    let _backplane = serve_label(chassis.backplane(), "backplane", PORT);
+    let _front = serve_label(chassis.front(), "front", PORT);
     let front = chassis.front_counter().expect("front counter");
     let out = std::env::temp_dir().join(format!("ifpin-daemon-{}.out", std::process::id()));
     let _ = std::fs::remove_file(&out);
@@ -230,9 +212,9 @@ fn loopback_is_closed_unless_allowed() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");
-    let _backplane = serve_label(chassis.backplane(), "backplane");
-    let _front = serve_label(chassis.front(), "front");
-    let _local = serve_label(chassis.host(), "loopback");
+    let _backplane = serve_label(chassis.backplane(), "backplane", PORT);
+    let _front = serve_label(chassis.front(), "front", PORT);
+    let _local = serve_label(chassis.host(), "loopback", PORT);
     let front = chassis.front_counter().expect("front counter");
     let curl = |url: &str| -> Vec<String> {
         ["curl", "-s", "--max-time", "2", url]

@@ -7,11 +7,8 @@
 #[path = "exec_support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
-use netlab::{FrameCounter, Lab, Netns, Process, Route};
-use support::{assert_cgroup_gone, data, exec_in, python3};
+use netlab::{FrameCounter, Lab, Process, Route};
+use support::{assert_cgroup_gone, data, exec_in, python3, serve_label};
 
 const PORT: u16 = 7_701;
 const SERVICE_V4: &str = "172.31.9.9";
@@ -99,19 +96,6 @@ fn build() -> Lab {
         .expect("lab")
 }
 
-fn serve_label(ns: &Netns, label: &str) -> Process {
-    let mut cmd = ns.command(python3());
-    cmd.arg(data("label_http.py"))
-        .arg(label)
-        .arg(PORT.to_string())
-        .stdout(Stdio::piped());
-    let process = ns.spawn(&mut cmd).expect("label server");
-    let stdout = process.with_child(|c| c.stdout.take()).expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("ready");
-    process
-}
-
 #[test]
 fn a_new_topology_pinned_by_index() {
     if !netlab::require_privileged("a_new_topology_pinned_by_index") {
@@ -121,7 +105,7 @@ fn a_new_topology_pinned_by_index() {
     let card = lab.host("card");
     let _servers: Vec<Process> = ["uplink", "mgmt", "data"]
         .iter()
-        .map(|peer| serve_label(lab.host(peer), peer))
+        .map(|peer| serve_label(lab.host(peer), peer, PORT))
         .collect();
     let counters: Vec<(&str, FrameCounter)> = [LINKS[0], LINKS[2]]
         .iter()

@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use netlab::{Chassis, Netns};
+use netlab::{Chassis, Netns, Process};
 use serde_json::Value;
 
 /// The `ifpin` binary under test.
@@ -24,6 +24,22 @@ pub fn python3() -> &'static str {
     } else {
         "python3"
     }
+}
+
+/// Starts `label_http.py` in `ns`, answering every request on `port` with `label`, and waits
+/// until it prints "ready" (listening on IPv4 and IPv6).
+pub fn serve_label(ns: &Netns, label: &str, port: u16) -> Process {
+    let mut cmd = ns.command(python3());
+    cmd.arg(data("label_http.py"))
+        .arg(label)
+        .arg(port.to_string())
+        .stdout(Stdio::piped());
+    let process = ns.spawn(&mut cmd).expect("label server starts");
+    let stdout = process.with_child(|c| c.stdout.take()).expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("ready");
+    assert_eq!(line.trim(), "ready");
+    process
 }
 
 /// A test data file.
