@@ -308,12 +308,8 @@ impl cases::Pinning for NotPinning {
         peer: std::net::SocketAddr,
         timeout: std::time::Duration,
     ) -> Result<String, cases::PinningError> {
-        use std::io::Read;
-        let mut stream = std::net::TcpStream::connect_timeout(&peer, timeout)?;
-        stream.set_read_timeout(Some(timeout))?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer)?;
-        Ok(answer)
+        let stream = std::net::TcpStream::connect_timeout(&peer, timeout)?;
+        Ok(cases::read_answer(stream, timeout)?)
     }
 
     fn tcp_exchange_from(
@@ -323,7 +319,6 @@ impl cases::Pinning for NotPinning {
         peer: std::net::SocketAddr,
         timeout: std::time::Duration,
     ) -> Result<String, cases::PinningError> {
-        use std::io::Read;
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(peer),
             socket2::Type::STREAM,
@@ -331,11 +326,10 @@ impl cases::Pinning for NotPinning {
         )?;
         socket.bind(&local.into())?;
         socket.connect_timeout(&peer.into(), timeout)?;
-        let mut stream = std::net::TcpStream::from(socket);
-        stream.set_read_timeout(Some(timeout))?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer)?;
-        Ok(answer)
+        Ok(cases::read_answer(
+            std::net::TcpStream::from(socket),
+            timeout,
+        )?)
     }
 
     fn udp_exchange(

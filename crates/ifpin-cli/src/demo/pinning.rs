@@ -1,13 +1,12 @@
 //! The demo's [`Pinning`]: every pinned socket of the demo is made by the `ifpin` library, so the
 //! demo shows what the library does, not what a bare socket option does.
 
-use std::io::Read;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use ifpin::{Interface, PinnedTcpListener, PinnedTcpStream, PinnedUdpSocket};
-use netlab::cases::{Pinning, PinningError};
+use netlab::cases::{Pinning, PinningError, read_answer};
 
 /// Pins with `ifpin::pin` and the library's pinned socket types.
 #[derive(Debug, Default, Clone, Copy)]
@@ -33,11 +32,7 @@ impl Pinning for LibraryPinning {
         timeout: Duration,
     ) -> Result<String, PinningError> {
         let stream = PinnedTcpStream::connect_timeout(&resolve(interface)?, peer, timeout)?;
-        let mut stream = stream.into_inner();
-        stream.set_read_timeout(Some(timeout))?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer)?;
-        Ok(answer)
+        Ok(read_answer(stream.into_inner(), timeout)?)
     }
 
     fn tcp_exchange_from(
@@ -49,11 +44,7 @@ impl Pinning for LibraryPinning {
     ) -> Result<String, PinningError> {
         let stream =
             PinnedTcpStream::connect_from(&resolve(interface)?, local, peer, Some(timeout))?;
-        let mut stream = stream.into_inner();
-        stream.set_read_timeout(Some(timeout))?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer)?;
-        Ok(answer)
+        Ok(read_answer(stream.into_inner(), timeout)?)
     }
 
     fn udp_exchange(

@@ -761,16 +761,18 @@ fn bind_only_exchange(tcp: bool, v6: bool) -> Result<String, String> {
         socket
             .connect_timeout(&peer.into(), EXCHANGE_TIMEOUT)
             .map_err(text)?;
-        read_answer(TcpStream::from(socket))
+        read_answer(TcpStream::from(socket), EXCHANGE_TIMEOUT)
     } else {
         let socket = UdpSocket::bind(local).map_err(text)?;
         udp_round_trip(&socket, peer)
     }
 }
 
-fn read_answer(mut stream: TcpStream) -> Result<String, String> {
+/// Reads what the peer of `stream` writes before closing, waiting at most `timeout` per read
+/// (the responders write their name and a newline).
+pub fn read_answer(mut stream: TcpStream, timeout: Duration) -> Result<String, String> {
     stream
-        .set_read_timeout(Some(EXCHANGE_TIMEOUT))
+        .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     let mut text = String::new();
     stream
@@ -847,7 +849,7 @@ impl Pinning for BarePinning {
         let peer = Self::scoped(interface, peer)?;
         let socket = Self::socket(interface, peer, Type::STREAM)?;
         socket.connect_timeout(&SockAddr::from(peer), timeout)?;
-        Ok(read_answer(TcpStream::from(socket))?)
+        Ok(read_answer(TcpStream::from(socket), EXCHANGE_TIMEOUT)?)
     }
 
     fn tcp_exchange_from(
@@ -861,7 +863,7 @@ impl Pinning for BarePinning {
         let socket = Self::socket(interface, peer, Type::STREAM)?;
         socket.bind(&local.into())?;
         socket.connect_timeout(&SockAddr::from(peer), timeout)?;
-        Ok(read_answer(TcpStream::from(socket))?)
+        Ok(read_answer(TcpStream::from(socket), EXCHANGE_TIMEOUT)?)
     }
 
     fn udp_exchange(

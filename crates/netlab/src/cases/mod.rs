@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use crate::vectors::{Attempt, Documented, Privilege, Vector};
 
-pub use lab::DemoLab;
+pub use lab::{DemoLab, read_answer};
 pub use levels::{Guard, LevelCase, LevelSetup, LevelsReport};
 
 /// The error type the [`Pinning`] implementations return: whatever the pinning library says.
