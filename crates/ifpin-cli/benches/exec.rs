@@ -6,18 +6,25 @@
 //! ```
 //!
 //! Not criterion: each sample is a whole process (or a whole TCP stream), so this harness
-//! runs the samples itself, interleaving confined and unconfined runs so that drift of the
-//! machine hits both alike, and prints medians as a Markdown table (the one in
-//! `BENCHMARKS.md`).
+//! runs the samples itself and prints Markdown tables (the ones in `BENCHMARKS.md`).
+//! Start-up: medians of interleaved runs. Traffic: rounds in which the unconfined client and
+//! one client per level run back to back (rotating the order); each round gives one ratio per
+//! level, and the median ratio is shown with its 95 % confidence interval
+//! (`netlab::bench::Ratios`), so the drift of a noisy machine cancels out.
+//! `IFPIN_BENCH_ROUNDS` sets the number of rounds (default 101).
 //!
-//! The same binary is the traffic client and server: `--serve STREAM_ADDR CONNECT_ADDR`, `--stream ADDR SECS`
-//! (writes 128 KiB chunks, prints bytes/s) and `--connect ADDR SECS` (connect + RST-close in
-//! a loop, prints connects/s), so the confined client is exactly the unconfined one.
+//! The same binary is the traffic client and server: `--serve STREAM_ADDR CONNECT_ADDR
+//! GREET_ADDR`, `--stream ADDR SECS` (writes 128 KiB chunks, prints bytes/s), `--connect ADDR
+//! SECS` (connect + RST-close in a loop, prints connects/s) and `--connect-greet ADDR SECS`
+//! (the same, reading the server's one-byte greeting before the close), so the confined client
+//! is exactly the unconfined one. Clients run on CPU 0, the server on CPU 1.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use netlab::bench::Ratios;
 
 const LEVELS: [&str; 3] = ["pinned", "enforced", "sealed"];
 /// The stream server (a thread per connection, reading until EOF).
@@ -25,6 +32,9 @@ const STREAM_SERVER: &str = "10.77.0.2:5201";
 /// The connect server (accepts and closes at once, in the accept loop: no thread per
 /// connection, so its accept queue never overflows on a busy machine).
 const CONNECT_SERVER: &str = "10.77.0.2:5202";
+/// The greeting server (accepts, sends one byte, closes, in the accept loop): the client of
+/// `--connect-greet` waits for that byte, as a connection that carries a request's answer.
+const GREET_SERVER: &str = "10.77.0.2:5203";
 
 /// How much to measure.
 #[derive(Clone, Copy)]
@@ -38,9 +48,9 @@ struct Plan {
 /// `cargo bench`.
 const FULL: Plan = Plan {
     startup_samples: 200,
-    rounds: 9,
-    stream_secs: 2.0,
-    connect_secs: 2.0,
+    rounds: 101,
+    stream_secs: 0.25,
+    connect_secs: 0.25,
 };
 
 /// `cargo test --all-targets` runs this binary without `--bench`: one quick pass, so the
@@ -57,18 +67,32 @@ fn main() {
     let bench = args.iter().any(|a| a == "--bench");
     let args: Vec<String> = args.into_iter().filter(|a| a != "--bench").collect();
     match args.first().map(String::as_str) {
-        Some("--serve") => serve(&args[1], &args[2]),
+        Some("--serve") => serve(&args[1], &args[2], &args[3]),
         Some("--stream") => stream(&args[1], args[2].parse().unwrap()),
-        Some("--connect") => connect(&args[1], args[2].parse().unwrap()),
+        Some("--connect") => connect(&args[1], args[2].parse().unwrap(), false),
+        Some("--connect-greet") => connect(&args[1], args[2].parse().unwrap(), true),
         _ => orchestrate(if bench { FULL } else { SMOKE }),
     }
 }
 
-fn serve(stream_addr: &str, connect_addr: &str) {
+/// The CPU the traffic clients run on (they pin themselves, confined or not).
+const CLIENT_CPU: usize = 0;
+/// The CPU of the server process and its threads.
+const SERVER_CPU: usize = 1;
+
+fn serve(stream_addr: &str, connect_addr: &str, greet_addr: &str) {
+    // Threads started from here inherit the CPU.
+    netlab::bench::stay_on_cpu(SERVER_CPU);
     let connects = listen(connect_addr);
     std::thread::spawn(move || {
         for conn in connects.incoming() {
             drop(conn);
+        }
+    });
+    let greets = listen(greet_addr);
+    std::thread::spawn(move || {
+        for conn in greets.incoming() {
+            let _ = conn.and_then(|mut c| c.write_all(b"x"));
         }
     });
     let listener = listen(stream_addr);
@@ -95,6 +119,7 @@ fn listen(addr: &str) -> TcpListener {
 }
 
 fn stream(addr: &str, secs: f64) {
+    netlab::bench::stay_on_cpu(CLIENT_CPU);
     let addr: SocketAddr = addr.parse().unwrap();
     let mut conn = TcpStream::connect(addr).expect("connect");
     let chunk = vec![0x5au8; 128 * 1024];
@@ -107,12 +132,16 @@ fn stream(addr: &str, secs: f64) {
     println!("{}", bytes as f64 / start.elapsed().as_secs_f64());
 }
 
-fn connect(addr: &str, secs: f64) {
+fn connect(addr: &str, secs: f64, greeted: bool) {
+    netlab::bench::stay_on_cpu(CLIENT_CPU);
     let addr: SocketAddr = addr.parse().unwrap();
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed().as_secs_f64() < secs {
-        let conn = TcpStream::connect(addr).expect("connect");
+        let mut conn = TcpStream::connect(addr).expect("connect");
+        if greeted {
+            conn.read_exact(&mut [0u8]).expect("greeting");
+        }
         // RST on close: no TIME_WAIT, so the ephemeral ports never run out.
         socket2::SockRef::from(&conn)
             .set_linger(Some(Duration::ZERO))
@@ -191,17 +220,17 @@ fn orchestrate(plan: Plan) {
     let _server = b
         .spawn(
             b.command(&me)
-                .args(["--serve", STREAM_SERVER, CONNECT_SERVER]),
+                .args(["--serve", STREAM_SERVER, CONNECT_SERVER, GREET_SERVER]),
         )
         .expect("server");
     std::thread::sleep(Duration::from_millis(300));
 
     let run = |confine: Option<&str>, mode: &str, secs: f64| -> f64 {
         let secs = secs.to_string();
-        let server = if mode == "--stream" {
-            STREAM_SERVER
-        } else {
-            CONNECT_SERVER
+        let server = match mode {
+            "--stream" => STREAM_SERVER,
+            "--connect" => CONNECT_SERVER,
+            _ => GREET_SERVER,
         };
         let out = match confine {
             None => a.command(&me).args([mode, server, &secs]).output(),
@@ -220,6 +249,10 @@ fn orchestrate(plan: Plan) {
         );
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
     };
+    let rounds = std::env::var("IFPIN_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(plan.rounds);
     for (mode, secs, title, unit, scale) in [
         (
             "--stream",
@@ -231,33 +264,50 @@ fn orchestrate(plan: Plan) {
         (
             "--connect",
             plan.connect_secs,
-            "TCP connect rate",
+            "TCP connect rate (connect + RST close; the server accepts and closes)",
+            "connects/s",
+            1.0,
+        ),
+        (
+            "--connect-greet",
+            plan.connect_secs,
+            "TCP connect rate (connect, read the server's byte, RST close)",
             "connects/s",
             1.0,
         ),
     ] {
-        let mut base = Vec::new();
-        let mut per_level: Vec<Vec<f64>> = vec![Vec::new(); LEVELS.len()];
-        for _ in 0..plan.rounds {
-            base.push(run(None, mode, secs) * scale);
-            for (i, level) in LEVELS.iter().enumerate() {
-                per_level[i].push(run(Some(level), mode, secs) * scale);
+        // Each round runs the unconfined client and one per level back to back, rotating
+        // which goes first, and yields one ratio per level: drift of the machine between
+        // rounds cancels out.
+        let variants: Vec<Option<&str>> = std::iter::once(None)
+            .chain(LEVELS.iter().copied().map(Some))
+            .collect();
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+        for round in 0..rounds {
+            for k in 0..variants.len() {
+                let v = (round + k) % variants.len();
+                rates[v].push(run(variants[v], mode, secs) * scale);
             }
         }
-        let base_spread = spread(&base);
-        let base = median(base);
+        println!("\n## {title} over veth ({rounds} rounds of {secs} s per client, interleaved)\n");
         println!(
-            "\n## {title} over veth ({} rounds of {secs} s, interleaved, median)\n",
-            plan.rounds
+            "| client | {unit} (median) | min–max | ratio to unconfined, median of rounds [95% CI] |\n|---|---|---|---|"
         );
-        println!("| client | {unit} (median) | min–max | ratio to unconfined |\n|---|---|---|---|");
-        println!("| unconfined | {base:.2} | {base_spread} | 1.000 |");
+        let base = &rates[0];
+        println!(
+            "| unconfined | {:.2} | {} | 1 |",
+            Ratios::new(base.clone()).median(),
+            spread(base)
+        );
         for (i, level) in LEVELS.iter().enumerate() {
-            let m = median(per_level[i].clone());
+            let own = &rates[i + 1];
+            let ratios = Ratios::new(own.iter().zip(base).map(|(c, u)| c / u).collect());
+            let (low, high) = ratios.ci95();
             println!(
-                "| `ifpin exec --level {level}` | {m:.2} | {} | {:.3} |",
-                spread(&per_level[i]),
-                m / base
+                "| `ifpin exec --level {level}` | {:.2} | {} | {:.3} [{low:.3}, {high:.3}] |",
+                Ratios::new(own.clone()).median(),
+                spread(own),
+                ratios.median(),
             );
         }
     }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use ifpin::{Interface, PinnedTcpStream};
+use netlab::bench::Ratios;
 use netlab::{Lab, Netns};
 use socket2::{Domain, SockRef, Socket, Type};
 
@@ -146,10 +147,12 @@ impl VethPair {
         let listener = self
             .lab
             .host("b")
-            .run(|| TcpListener::bind(addr))
+            .run(|| listen_deep(addr))
             .unwrap()
             .expect("listen in b");
         let handle = std::thread::spawn(move || {
+            // Threads spawned from here inherit the CPU.
+            netlab::bench::stay_on_cpu(SERVER_CPU);
             for stream in listener.incoming() {
                 match stream {
                     Ok(s) if s.peer_addr().is_ok_and(|p| p.port() == 1) => return,
@@ -177,6 +180,17 @@ impl VethPair {
             .unwrap();
         handle.join().unwrap();
     }
+}
+
+/// A listener whose accept queue holds a whole round of connects: the connect-rate client
+/// does not wait for the server, and an overflowing queue would turn into 1 s SYN retransmits
+/// measured instead of the connects.
+fn listen_deep(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
 }
 
 const CHUNK: usize = 4 << 20;
@@ -281,37 +295,70 @@ fn tcp_connect(c: &mut Criterion) {
     pair.stop(addr, server);
 }
 
+/// The CPU of the client side in the interleaved rounds (the bench's own threads).
+const CLIENT_CPU: usize = 0;
+/// The CPU of the server threads.
+const SERVER_CPU: usize = 1;
+/// Connects per variant and round in the interleaved connect-rate rounds.
+const CONNECTS: u32 = 300;
+/// 4 MiB chunks per variant and round in the interleaved throughput rounds.
+const CHUNKS: usize = 8;
+
 /// Interleaved A/B ratios, robust to a machine whose load drifts during the run: each round
-/// measures both variants back to back (alternating which goes first) and yields one ratio;
-/// the median over the rounds is reported. Runs only under `cargo bench` (not in the quick
-/// test mode of `cargo test --all-targets`), without a filter or with the filter `interleaved`;
-/// `IFPIN_BENCH_ROUNDS` sets the number of rounds (default 31).
+/// measures every variant back to back (rotating which goes first) and yields one ratio per
+/// comparison; the median over the rounds is reported with a 95 % confidence interval
+/// ([`netlab::bench::Ratios`]). The client runs on one CPU and the servers on the other, so
+/// the scheduler neither makes them compete for a core nor moves them between rounds.
+///
+/// Runs only under `cargo bench` (not in the quick test mode of `cargo test --all-targets`),
+/// without a filter or with the filter `interleaved`; `IFPIN_BENCH_ROUNDS` sets the number of
+/// rounds (default 301).
 fn interleaved() {
     let rounds: usize = std::env::var("IFPIN_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(31);
-    println!("\ninterleaved A/B, {rounds} rounds, median [min, max]:");
-
-    let lo = Interface::loopback().expect("lo");
-    let index = lo.index().get();
-    let added = collect(rounds, |first| {
-        let n = 4 * BATCH;
-        let bare = || {
-            timed_on_fresh_sockets(n, |s| {
-                ifpin::sys::socket::bind_device_by_index(s.as_fd(), index).unwrap()
-            })
-        };
-        let lib = || timed_on_fresh_sockets(n, |s| ifpin::pin(s, &lo).unwrap());
-        let (b, l) = both(first, bare, lib);
-        l.as_secs_f64() / b.as_secs_f64()
-    });
-    report(
-        "per-socket added cost, ifpin::pin / bare SO_BINDTOIFINDEX (target <= 2)",
-        &added,
-    );
+        .unwrap_or(301);
+    println!("\ninterleaved A/B, {rounds} rounds each: median ratio [95% CI] (range)");
+    let on_cpu = netlab::bench::stay_on_cpu(CLIENT_CPU);
+    println!("  client on CPU {on_cpu:?}, servers on CPU {SERVER_CPU}");
+    per_socket_ratio(rounds);
 
     let Some(pair) = VethPair::new() else { return };
+    throughput_ratio(&pair, rounds);
+    connect_ratios(&pair, rounds, Serve::Drop);
+    connect_ratios(&pair, rounds, Serve::Greet);
+}
+
+/// The library's added cost per socket over the bare call's, on fresh sockets.
+fn per_socket_ratio(rounds: usize) {
+    let lo = Interface::loopback().expect("lo");
+    let index = lo.index().get();
+    let n = 4 * BATCH;
+    let mut ns = [Vec::new(), Vec::new()];
+    let added = paired::<2>(rounds, |variant| match variant {
+        0 => timed_on_fresh_sockets(n, |s| {
+            ifpin::sys::socket::bind_device_by_index(s.as_fd(), index).unwrap()
+        }),
+        _ => timed_on_fresh_sockets(n, |s| ifpin::pin(s, &lo).unwrap()),
+    })
+    .into_iter()
+    .map(|t| {
+        for (all, t) in ns.iter_mut().zip(t) {
+            all.push(t.as_secs_f64() * 1e9 / n as f64);
+        }
+        t[1].as_secs_f64() / t[0].as_secs_f64()
+    })
+    .collect();
+    let [bare, lib] = ns.map(|v| Ratios::new(v).median());
+    println!(
+        "  per-socket added cost, ifpin::pin / bare SO_BINDTOIFINDEX (target <= 2): {}\n    \
+         medians: bare {bare:.0} ns, ifpin::pin {lib:.0} ns per socket",
+        Ratios::new(added).summary()
+    );
+}
+
+/// One TCP stream of each kind, taking turns; the ratio of their rates per round.
+fn throughput_ratio(pair: &VethPair, rounds: usize) {
     let (addr, server) = pair.server(5003, sink, true);
     let data = vec![0x5au8; CHUNK];
     let iface = pair.iface.clone();
@@ -321,116 +368,131 @@ fn interleaved() {
         .run(|| PinnedTcpStream::connect(&iface, addr))
         .unwrap()
         .expect("pinned connect");
-    let throughput = collect(rounds, |first| {
-        let run = |s: &mut dyn ReadWrite| {
-            let start = Instant::now();
-            for _ in 0..4 {
-                send_chunk(s, &data);
-            }
-            start.elapsed()
-        };
-        let (u, p) = if first {
-            let u = run(&mut plain);
-            (u, run(&mut pinned))
+    let mut rates = Vec::new();
+    let ratios = paired::<2>(rounds, |variant| {
+        let stream: &mut dyn ReadWrite = if variant == 0 {
+            &mut plain
         } else {
-            let p = run(&mut pinned);
-            (run(&mut plain), p)
+            &mut pinned
         };
+        let start = Instant::now();
+        for _ in 0..CHUNKS {
+            send_chunk(stream, &data);
+        }
+        start.elapsed()
+    })
+    .into_iter()
+    .map(|[u, p]| {
+        rates.push((CHUNKS * CHUNK) as f64 / u.as_secs_f64() / f64::from(1 << 30));
         u.as_secs_f64() / p.as_secs_f64()
-    });
-    report(
-        "TCP throughput over veth, pinned / unpinned (target >= 0.98)",
-        &throughput,
+    })
+    .collect();
+    println!(
+        "  TCP throughput over veth, pinned / unpinned (target >= 0.98): {}\n    \
+         unpinned median {:.2} GiB/s",
+        Ratios::new(ratios).summary(),
+        Ratios::new(rates).median()
     );
     drop((plain, pinned));
     pair.stop(addr, server);
-
-    let (addr, server) = pair.server(5004, greet, false);
-    let index = iface.index().get();
-    // 200 connects of one kind, timed, on a thread inside namespace `a`.
-    let connects = |kind: Connect| {
-        pair.a()
-            .run(|| {
-                let start = Instant::now();
-                for _ in 0..200 {
-                    match kind {
-                        Connect::Unpinned => connect_once(TcpStream::connect(addr).unwrap()),
-                        Connect::Bare => {
-                            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-                            ifpin::sys::socket::bind_device_by_index(s.as_fd(), index).unwrap();
-                            s.connect(&addr.into()).unwrap();
-                            connect_once(TcpStream::from(s));
-                        }
-                        Connect::Pinned => {
-                            connect_once(PinnedTcpStream::connect(&iface, addr).unwrap())
-                        }
-                    }
-                }
-                start.elapsed()
-            })
-            .unwrap()
-    };
-    let ratio = |a: Connect, b: Connect| {
-        collect(rounds, |first| {
-            let (ta, tb) = both(first, || connects(a), || connects(b));
-            ta.as_secs_f64() / tb.as_secs_f64()
-        })
-    };
-    report(
-        "TCP connect rate over veth, pinned / unpinned (target >= 0.98)",
-        &ratio(Connect::Unpinned, Connect::Pinned),
-    );
-    report(
-        "  of which the kernel's: bare SO_BINDTOIFINDEX / unpinned",
-        &ratio(Connect::Unpinned, Connect::Bare),
-    );
-    report(
-        "  and the library's: ifpin pinned / bare SO_BINDTOIFINDEX",
-        &ratio(Connect::Bare, Connect::Pinned),
-    );
-    pair.stop(addr, server);
 }
 
-/// The kinds of connect compared in [`interleaved`].
-#[derive(Clone, Copy)]
-enum Connect {
-    /// `TcpStream::connect`.
-    Unpinned,
-    /// `socket()`, a bare `SO_BINDTOIFINDEX`, `connect()`.
-    Bare,
-    /// `PinnedTcpStream::connect`.
-    Pinned,
+/// What the server of a connect-rate round does with each connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Serve {
+    /// Accept and close; the client connects and closes with a RST without waiting (the
+    /// kind of loop `netperf TCP_CC` runs: the connect path alone).
+    Drop,
+    /// Accept, send one byte, close; the client waits for the byte (a connection that carries
+    /// a request's answer, as `netperf TCP_CRR` does).
+    Greet,
+}
+
+/// Connect rates of unpinned, bare-pinned and library-pinned sockets, taking turns; per round
+/// the ratios pinned / unpinned and its two parts.
+fn connect_ratios(pair: &VethPair, rounds: usize, serve: Serve) {
+    let (port, serve_fn, label): (u16, fn(TcpStream), &str) = match serve {
+        Serve::Drop => (5004, drop, "connect + RST close, server accepts and closes"),
+        Serve::Greet => (5005, greet, "connect, read the server's byte, RST close"),
+    };
+    let (addr, server) = pair.server(port, serve_fn, false);
+    let iface = pair.iface.clone();
+    let index = iface.index().get();
+    let connect_as = |kind: usize| {
+        let start = Instant::now();
+        for _ in 0..CONNECTS {
+            let s = match kind {
+                0 => TcpStream::connect(addr).unwrap(),
+                1 => {
+                    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+                    ifpin::sys::socket::bind_device_by_index(s.as_fd(), index).unwrap();
+                    s.connect(&addr.into()).unwrap();
+                    TcpStream::from(s)
+                }
+                _ => PinnedTcpStream::connect(&iface, addr).unwrap().into_inner(),
+            };
+            if serve == Serve::Greet {
+                connect_once(s);
+            } else {
+                SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+            }
+        }
+        start.elapsed()
+    };
+    // One thread inside namespace `a` for all rounds, on the client CPU.
+    let times = pair
+        .a()
+        .run(|| {
+            netlab::bench::stay_on_cpu(CLIENT_CPU);
+            paired::<3>(rounds, connect_as)
+        })
+        .unwrap();
+    let ratio = |a: usize, b: usize| {
+        Ratios::new(
+            times
+                .iter()
+                .map(|t| t[a].as_secs_f64() / t[b].as_secs_f64())
+                .collect(),
+        )
+    };
+    let [total, kernel, library] = [ratio(0, 2), ratio(0, 1), ratio(1, 2)];
+    let per_connect = times
+        .iter()
+        .map(|t| t[0].as_secs_f64() * 1e6 / f64::from(CONNECTS))
+        .collect();
+    println!(
+        "  TCP connect rate over veth ({label}), pinned / unpinned (target >= 0.98): {}\n    \
+         of which the kernel's, bare SO_BINDTOIFINDEX / unpinned: {}\n    \
+         and the library's, ifpin pinned / bare SO_BINDTOIFINDEX: {}\n    \
+         unpinned median {:.1} us per connect",
+        total.summary(),
+        kernel.summary(),
+        library.summary(),
+        Ratios::new(per_connect).median()
+    );
+    pair.stop(addr, server);
 }
 
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
-/// Runs `a` and `b`, `a` first when `a_first`; returns (a's time, b's time).
-fn both(
-    a_first: bool,
-    a: impl FnOnce() -> Duration,
-    b: impl FnOnce() -> Duration,
-) -> (Duration, Duration) {
-    if a_first {
-        let ta = a();
-        (ta, b())
-    } else {
-        let tb = b();
-        (a(), tb)
-    }
-}
-
-fn collect(rounds: usize, mut round: impl FnMut(bool) -> f64) -> Vec<f64> {
-    round(true); // warm-up, discarded
-    let mut v: Vec<f64> = (0..rounds).map(|i| round(i % 2 == 0)).collect();
-    v.sort_by(f64::total_cmp);
-    v
-}
-
-fn report(what: &str, sorted: &[f64]) {
-    let median = sorted[sorted.len() / 2];
-    let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
-    println!("  {what}: {median:.3} [{min:.3}, {max:.3}]");
+/// Runs `rounds` rounds (after one discarded warm-up round) of `N` variants, each
+/// timed by `measure(variant)`, rotating which variant goes first; returns each round's times
+/// in variant order.
+fn paired<const N: usize>(
+    rounds: usize,
+    mut measure: impl FnMut(usize) -> Duration,
+) -> Vec<[Duration; N]> {
+    let mut round = |first: usize| {
+        let mut times = [Duration::ZERO; N];
+        for k in 0..N {
+            let variant = (first + k) % N;
+            times[variant] = measure(variant);
+        }
+        times
+    };
+    round(0);
+    (0..rounds).map(|i| round(i % N)).collect()
 }
 
 fn main() {

@@ -13,6 +13,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
@@ -152,9 +153,11 @@ impl InterfaceSpec {
 }
 
 /// A network interface that existed, with this name at this index, when it was resolved.
+///
+/// Cheap to clone (every pinned socket keeps one): the name is shared, not copied.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Interface {
-    name: String,
+    name: Arc<str>,
     index: IfIndex,
 }
 
@@ -209,7 +212,7 @@ impl Interface {
                 spec: name.to_string(),
             })?;
         Ok(Interface {
-            name: name.as_str().to_owned(),
+            name: name.as_str().into(),
             index,
         })
     }
@@ -226,7 +229,10 @@ impl Interface {
             .ok_or_else(|| InterfaceError::NotFound {
                 spec: format!("index {index}"),
             })?;
-        Ok(Interface { name, index })
+        Ok(Interface {
+            name: name.into(),
+            index,
+        })
     }
 
     /// The loopback interface `lo`.
@@ -266,7 +272,7 @@ impl Interface {
             .flatten()
             .and_then(IfIndex::new);
         Ok(match (now, by_name) {
-            (Some(name), _) if name == self.name => InterfaceChange::Same,
+            (Some(name), _) if *name == *self.name => InterfaceChange::Same,
             (Some(name), Some(new_index)) => InterfaceChange::IndexTakenOver {
                 by: name,
                 name_now_at: Some(new_index),
@@ -287,7 +293,7 @@ impl Interface {
             source: errno.into(),
         })?;
         let mut out = Vec::new();
-        for ifa in addrs.filter(|ifa| ifa.interface_name == self.name) {
+        for ifa in addrs.filter(|ifa| *ifa.interface_name == *self.name) {
             let Some(address) = ifa.address else { continue };
             let netmask = ifa.netmask;
             let (addr, prefix_len) = if let Some(v4) = address.as_sockaddr_in() {
@@ -322,14 +328,14 @@ impl Interface {
         })?;
         addrs
             .into_iter()
-            .find(|ifa| ifa.interface_name == self.name)
+            .find(|ifa| *ifa.interface_name == *self.name)
             .map(|ifa| InterfaceFlags {
                 up: ifa.flags.contains(F::IFF_UP),
                 running: ifa.flags.contains(F::IFF_RUNNING),
                 loopback: ifa.flags.contains(F::IFF_LOOPBACK),
             })
             .ok_or_else(|| InterfaceError::NotFound {
-                spec: self.name.clone(),
+                spec: self.name.to_string(),
             })
     }
 }

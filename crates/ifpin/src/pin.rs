@@ -112,7 +112,7 @@ pub fn pin(socket: &impl AsFd, interface: &Interface) -> Result<(), PinError> {
         }
     }
     match sys::device(fd) {
-        Ok(Some(name)) if name == interface.name().as_bytes() => Ok(()),
+        Ok(Some(name)) if *name == *interface.name().as_bytes() => Ok(()),
         // Anything else: let the full read-back say what it is.
         _ => check(socket, interface, Op::Pin),
     }
@@ -135,7 +135,7 @@ pub fn verify(socket: &impl AsFd, interface: &Interface) -> Result<PinState, Pin
         return Ok(PinState::BoundElsewhere { index: bound });
     }
     match sys::device(fd) {
-        Ok(Some(name)) if name == interface.name().as_bytes() => Ok(PinState::Intact),
+        Ok(Some(name)) if *name == *interface.name().as_bytes() => Ok(PinState::Intact),
         Ok(Some(name)) => {
             let name = String::from_utf8_lossy(&name).into_owned();
             // Tell a rename from a takeover: does the old name live elsewhere now?

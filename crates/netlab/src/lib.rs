@@ -20,6 +20,8 @@
 //! * [`vectors`]: the override vectors of `kernel-facts.md`, each a function of a pinned socket
 //!   returning the kernel's answer (also as the `netlab-vectors` helper binary).
 //! * [`cases`]: the live cases of `ifpin demo` on a chassis, judged by the frames they cause.
+//! * [`bench`]: paired A/B ratios with a confidence interval, and CPU placement, for the
+//!   benchmarks.
 //!
 //! Rules the API keeps for you: labs, chassis and chassis helpers return only once their links
 //! carry frames ([`Netns::wait_link_up`]); responders answer UDP from the address that was
@@ -101,6 +103,7 @@
 //! fe80::2, front link-local fe80::3).
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod cases;
 pub mod chassis;
 pub mod counter;

@@ -78,7 +78,7 @@ pub fn device_index(fd: BorrowedFd<'_>) -> io::Result<u32> {
 /// The kernel resolves the name at call time, so this one call tells whether the bound index
 /// still exists (`ENODEV`, on older kernels `ENXIO`, when it does not) and what it is called now.
 #[doc(alias = "SO_BINDTODEVICE")]
-pub fn device(fd: BorrowedFd<'_>) -> io::Result<Option<Vec<u8>>> {
+pub fn device(fd: BorrowedFd<'_>) -> io::Result<Option<DeviceName>> {
     let mut buf = [0u8; IFNAMSIZ];
     let mut len = IFNAMSIZ as libc::socklen_t;
     // SAFETY: `buf` has `len` writable bytes.
@@ -95,12 +95,29 @@ pub fn device(fd: BorrowedFd<'_>) -> io::Result<Option<Vec<u8>>> {
         return Err(io::Error::last_os_error());
     }
     let len = (len as usize).min(IFNAMSIZ);
-    let name = &buf[..len];
-    let name = name.split(|&b| b == 0).next().unwrap_or_default();
-    if name.is_empty() {
-        Ok(None)
-    } else {
-        Ok(Some(name.to_vec()))
+    let len = buf[..len].iter().position(|&b| b == 0).unwrap_or(len);
+    Ok((len > 0).then_some(DeviceName { buf, len }))
+}
+
+/// A device name as [`device`] read it: up to 15 bytes, kept on the stack (reading it back
+/// is on the hot path of every pinned socket, so it allocates nothing). Derefs to the bytes,
+/// without the NUL.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DeviceName {
+    buf: [u8; IFNAMSIZ],
+    len: usize,
+}
+
+impl std::ops::Deref for DeviceName {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::fmt::Debug for DeviceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self))
     }
 }
 
