@@ -334,26 +334,43 @@ fn per_socket_ratio(rounds: usize) {
     let lo = Interface::loopback().expect("lo");
     let index = lo.index().get();
     let n = 4 * BATCH;
-    let mut ns = [Vec::new(), Vec::new()];
-    let added = paired::<2>(rounds, |variant| match variant {
-        0 => timed_on_fresh_sockets(n, |s| {
-            ifpin::sys::socket::bind_device_by_index(s.as_fd(), index).unwrap()
+    let set = |s: &Socket| ifpin::sys::socket::bind_device_by_index(s.as_fd(), index).unwrap();
+    let times = paired::<3>(rounds, |variant| match variant {
+        0 => timed_on_fresh_sockets(n, set),
+        1 => timed_on_fresh_sockets(n, |s| {
+            set(s);
+            black_box(ifpin::sys::socket::device(s.as_fd()).unwrap());
         }),
         _ => timed_on_fresh_sockets(n, |s| ifpin::pin(s, &lo).unwrap()),
-    })
-    .into_iter()
-    .map(|t| {
-        for (all, t) in ns.iter_mut().zip(t) {
-            all.push(t.as_secs_f64() * 1e9 / n as f64);
-        }
-        t[1].as_secs_f64() / t[0].as_secs_f64()
-    })
-    .collect();
-    let [bare, lib] = ns.map(|v| Ratios::new(v).median());
+    });
+    let ratio = |a: usize, b: usize| {
+        Ratios::new(
+            times
+                .iter()
+                .map(|t| t[a].as_secs_f64() / t[b].as_secs_f64())
+                .collect(),
+        )
+    };
+    let ns = |k: usize| {
+        Ratios::new(
+            times
+                .iter()
+                .map(|t| t[k].as_secs_f64() * 1e9 / n as f64)
+                .collect(),
+        )
+        .median()
+    };
     println!(
         "  per-socket added cost, ifpin::pin / bare SO_BINDTOIFINDEX (target <= 2): {}\n    \
-         medians: bare {bare:.0} ns, ifpin::pin {lib:.0} ns per socket",
-        Ratios::new(added).summary()
+         the bare set + a bare read-back getsockopt(SO_BINDTODEVICE) / bare set: {}\n    \
+         ifpin::pin / bare set + bare read-back: {}\n    \
+         medians: bare set {:.0} ns, bare set + read-back {:.0} ns, ifpin::pin {:.0} ns",
+        ratio(2, 0).summary(),
+        ratio(1, 0).summary(),
+        ratio(2, 1).summary(),
+        ns(0),
+        ns(1),
+        ns(2),
     );
 }
 
@@ -408,8 +425,9 @@ enum Serve {
     Greet,
 }
 
-/// Connect rates of unpinned, bare-pinned and library-pinned sockets, taking turns; per round
-/// the ratios pinned / unpinned and its two parts.
+/// Connect rates of four kinds of socket, taking turns: unpinned (`TcpStream::connect`), a
+/// bare `SO_BINDTOIFINDEX`, the bare call plus a bare read-back `getsockopt`, and
+/// `PinnedTcpStream::connect`; per round the ratio pinned / unpinned and its three steps.
 fn connect_ratios(pair: &VethPair, rounds: usize, serve: Serve) {
     let (port, serve_fn, label): (u16, fn(TcpStream), &str) = match serve {
         Serve::Drop => (5004, drop, "connect + RST close, server accepts and closes"),
@@ -423,9 +441,12 @@ fn connect_ratios(pair: &VethPair, rounds: usize, serve: Serve) {
         for _ in 0..CONNECTS {
             let s = match kind {
                 0 => TcpStream::connect(addr).unwrap(),
-                1 => {
+                1 | 2 => {
                     let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
                     ifpin::sys::socket::bind_device_by_index(s.as_fd(), index).unwrap();
+                    if kind == 2 {
+                        black_box(ifpin::sys::socket::device(s.as_fd()).unwrap());
+                    }
                     s.connect(&addr.into()).unwrap();
                     TcpStream::from(s)
                 }
@@ -444,7 +465,7 @@ fn connect_ratios(pair: &VethPair, rounds: usize, serve: Serve) {
         .a()
         .run(|| {
             netlab::bench::stay_on_cpu(CLIENT_CPU);
-            paired::<3>(rounds, connect_as)
+            paired::<4>(rounds, connect_as)
         })
         .unwrap();
     let ratio = |a: usize, b: usize| {
@@ -455,19 +476,20 @@ fn connect_ratios(pair: &VethPair, rounds: usize, serve: Serve) {
                 .collect(),
         )
     };
-    let [total, kernel, library] = [ratio(0, 2), ratio(0, 1), ratio(1, 2)];
     let per_connect = times
         .iter()
         .map(|t| t[0].as_secs_f64() * 1e6 / f64::from(CONNECTS))
         .collect();
     println!(
         "  TCP connect rate over veth ({label}), pinned / unpinned (target >= 0.98): {}\n    \
-         of which the kernel's, bare SO_BINDTOIFINDEX / unpinned: {}\n    \
-         and the library's, ifpin pinned / bare SO_BINDTOIFINDEX: {}\n    \
+         split: the kernel's bare SO_BINDTOIFINDEX / unpinned: {}\n    \
+         then the read-back getsockopt(SO_BINDTODEVICE), as a bare call: {}\n    \
+         then the library's own code, ifpin / bare set + read-back: {}\n    \
          unpinned median {:.1} us per connect",
-        total.summary(),
-        kernel.summary(),
-        library.summary(),
+        ratio(0, 3).summary(),
+        ratio(0, 1).summary(),
+        ratio(1, 2).summary(),
+        ratio(2, 3).summary(),
         Ratios::new(per_connect).median()
     );
     pair.stop(addr, server);

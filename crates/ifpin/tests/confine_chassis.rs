@@ -119,6 +119,24 @@ def pinned_to_loopback(host, port):
     s.send(b'lost')
     return 'sent'
 
+def sockopts():
+    # Options the sealed guard lets through must still take effect, with the caller's value.
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 7))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x28)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b'reno')
+    got = (struct.unpack('ii', s.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8)),
+           s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+           s.getsockopt(socket.IPPROTO_IP, socket.IP_TOS),
+           s.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b'\0'))
+    v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    v6.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    got += (v6.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY),
+            v6.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 65536)
+    return 'ok' if got == ((1, 7), 1, 0x28, b'reno', 1, True) else repr(got)
+
 def loop(host):
     srv = socket.socket(fam(host), socket.SOCK_STREAM)
     srv.bind((host, 0))
@@ -312,6 +330,11 @@ fn sealed_level_refuses_unpinning_even_for_root() {
 
     let sealed = confine(&chassis, Level::Sealed, false);
     assert_eq!(probe(&chassis, Some(&sealed), &actions), ["EPERM", "EPERM"]);
+    // Every other option still takes the caller's value (the guard passes them through).
+    assert_eq!(
+        probe(&chassis, Some(&sealed), &[act(&[&"sockopts"])]),
+        ["ok"]
+    );
     let counters = close(sealed);
     assert_eq!(counters.setsockopt_refused, 1, "{counters:?}");
     assert_eq!(counters.bind_refused, 1, "{counters:?}");

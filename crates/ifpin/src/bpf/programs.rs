@@ -114,6 +114,7 @@ mod ctx {
     /// `struct bpf_sockopt`.
     pub const SOCKOPT_LEVEL: i16 = 24;
     pub const SOCKOPT_OPTNAME: i16 = 28;
+    pub const SOCKOPT_OPTLEN: i16 = 32;
     /// `struct bpf_sock_addr`.
     pub const ADDR_USER_IP4: i16 = 4;
     pub const ADDR_USER_IP6: i16 = 8;
@@ -261,6 +262,10 @@ fn load_packet_bytes(asm: &mut Asm, offset: i32, len: i32) {
 /// unpin a socket or send it out another interface: `SO_BINDTODEVICE`, `SO_BINDTOIFINDEX`,
 /// `IP_UNICAST_IF`, `IP_MULTICAST_IF`, `IPV6_UNICAST_IF`, `IPV6_MULTICAST_IF`, `IPV6_PKTINFO`
 /// and `IPV6_2292PKTOPTIONS` (which can carry a sticky `IPV6_PKTINFO`). Counts each refusal.
+///
+/// Every other option is let through with `optlen` set to 0, which tells the kernel to use
+/// the caller's own buffer: left unchanged, the kernel would copy the (unmodified) value into
+/// a fresh allocation on every `setsockopt` of the confined program.
 pub fn setsockopt_guard(maps: MapFds) -> Result<Vec<Insn>, AsmError> {
     let mut asm = Asm::new();
     asm.push(Insn::mov64_reg(Reg::R6, Reg::R1))
@@ -274,20 +279,24 @@ pub fn setsockopt_guard(maps: MapFds) -> Result<Vec<Insn>, AsmError> {
         .jump_imm(Cond::Eq, Reg::R2, SOL_SOCKET, "sol_socket")
         .jump_imm(Cond::Eq, Reg::R2, SOL_IP, "sol_ip")
         .jump_imm(Cond::Eq, Reg::R2, SOL_IPV6, "sol_ipv6")
-        .ret(1)
+        .jump("allow")
         .label("sol_socket")
         .jump_imm(Cond::Eq, Reg::R3, SO_BINDTODEVICE, "refuse")
         .jump_imm(Cond::Eq, Reg::R3, SO_BINDTOIFINDEX, "refuse")
-        .ret(1)
+        .jump("allow")
         .label("sol_ip")
         .jump_imm(Cond::Eq, Reg::R3, IP_UNICAST_IF, "refuse")
         .jump_imm(Cond::Eq, Reg::R3, IP_MULTICAST_IF, "refuse")
-        .ret(1)
+        .jump("allow")
         .label("sol_ipv6")
         .jump_imm(Cond::Eq, Reg::R3, IPV6_UNICAST_IF, "refuse")
         .jump_imm(Cond::Eq, Reg::R3, IPV6_MULTICAST_IF, "refuse")
         .jump_imm(Cond::Eq, Reg::R3, IPV6_PKTINFO, "refuse")
         .jump_imm(Cond::Eq, Reg::R3, IPV6_2292PKTOPTIONS, "refuse")
+        .label("allow")
+        // The verifier takes no immediate stores into the context: through a register.
+        .push(Insn::mov64_imm(Reg::R2, 0))
+        .push(Insn::stx_mem(Size::W, Reg::R6, Reg::R2, ctx::SOCKOPT_OPTLEN))
         .ret(1)
         .label("refuse");
     count_and_return(&mut asm, maps, Counter::SetsockoptRefused, 0, "counted");
