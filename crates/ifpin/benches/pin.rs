@@ -1,13 +1,19 @@
 //! What pinning costs.
 //!
+//! Criterion groups (one variant after the other):
 //! - `per_socket`: `socket()+close()` plain, with a bare `SO_BINDTOIFINDEX` call, with
-//!   `ifpin::pin` (the bare call plus the read-back of index and name), and with
-//!   `SO_BINDTODEVICE` by name for reference; on `lo` in the calling namespace. The target:
-//!   the library's added cost within 2x of the bare call's added cost.
+//!   `ifpin::pin` (the bare call plus the read-back of the name the bound index carries), and
+//!   with `SO_BINDTODEVICE` by name for reference; on `lo` in the calling namespace.
+//! - `per_socket_added`: only the pinning call, on sockets created outside the timed region.
 //! - `tcp_throughput`: one TCP stream over a veth pair between two namespaces, 4 MiB per
-//!   iteration acknowledged by the receiver, pinned vs unpinned sender (target ratio >= 0.98).
-//! - `tcp_connect`: connect + accept + close over the same veth, pinned vs unpinned (same
-//!   target). Needs root for the namespaces; without it these two groups are skipped loudly.
+//!   iteration acknowledged by the receiver, pinned vs unpinned sender.
+//! - `tcp_connect`: connect, read the server's byte, close, over the same veth, pinned vs
+//!   unpinned. Needs root for the namespaces; without it these two groups are skipped loudly.
+//!
+//! Then the interleaved A/B rounds, the figures to compare with the targets (library's added
+//! cost within 2x of the bare call's; throughput and connect rate ratios >= 0.98): every
+//! variant measured back to back in each round, client on CPU 0 and servers on CPU 1, the
+//! median ratio with its 95 % confidence interval. See [`interleaved`].
 //!
 //! Run: `cargo bench -p ifpin --bench pin` (see BENCHMARKS.md).
 

@@ -296,7 +296,12 @@ pub fn setsockopt_guard(maps: MapFds) -> Result<Vec<Insn>, AsmError> {
         .label("allow")
         // The verifier takes no immediate stores into the context: through a register.
         .push(Insn::mov64_imm(Reg::R2, 0))
-        .push(Insn::stx_mem(Size::W, Reg::R6, Reg::R2, ctx::SOCKOPT_OPTLEN))
+        .push(Insn::stx_mem(
+            Size::W,
+            Reg::R6,
+            Reg::R2,
+            ctx::SOCKOPT_OPTLEN,
+        ))
         .ret(1)
         .label("refuse");
     count_and_return(&mut asm, maps, Counter::SetsockoptRefused, 0, "counted");
