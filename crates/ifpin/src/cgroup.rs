@@ -173,6 +173,13 @@ pub fn ensure_dir(path: &Path) -> Result<(), CgroupError> {
     }
 }
 
+/// Removes the shared parent directory `path` when nothing is left in it, so that no empty
+/// directory stays behind after the last confinement; a parent that still holds another
+/// run's cgroup (`EBUSY`/`ENOTEMPTY`) or is already gone is left alone.
+pub fn remove_parent_if_empty(path: &Path) {
+    let _ = fs::remove_dir(path);
+}
+
 /// One cgroup v2 directory, held open (the descriptor is what BPF attaches to, and what
 /// `clone3(CLONE_INTO_CGROUP)` takes).
 #[derive(Debug)]
@@ -182,6 +189,26 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
+    /// Creates a new cgroup `name` under the shared `parent`, creating the parent as needed.
+    ///
+    /// Another run may remove the parent between the two `mkdir`s (it does so when it is the
+    /// last one out, see [`remove_parent_if_empty`]); then the parent is made again.
+    pub fn create_in(parent: &Path, name: &str) -> Result<Cgroup, CgroupError> {
+        let path = parent.join(name);
+        let mut attempts = 0;
+        loop {
+            ensure_dir(parent)?;
+            match Cgroup::create(&path) {
+                Err(CgroupError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound && attempts < 3 =>
+                {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Creates a new cgroup at `path`; fails if it exists.
     pub fn create(path: &Path) -> Result<Cgroup, CgroupError> {
         fs::create_dir(path).map_err(|e| CgroupError::io("mkdir", path, e))?;
@@ -253,6 +280,26 @@ fn parse_populated(events: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shared_parent_comes_and_goes_with_its_last_run() {
+        // Plain directories behave as cgroup directories do for mkdir/rmdir.
+        let parent = std::env::temp_dir().join(format!("ifpin-parent-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&parent);
+        let first = Cgroup::create_in(&parent, "run-a").unwrap();
+        let second = Cgroup::create_in(&parent, "run-b").unwrap();
+        assert!(matches!(
+            Cgroup::create_in(&parent, "run-a"),
+            Err(CgroupError::Io { .. })
+        ));
+        first.remove().unwrap();
+        remove_parent_if_empty(&parent);
+        assert!(parent.is_dir(), "another run is still inside");
+        second.remove().unwrap();
+        remove_parent_if_empty(&parent);
+        assert!(!parent.exists(), "the last one out removes the parent");
+        remove_parent_if_empty(&parent); // already gone: nothing to do
+    }
 
     #[test]
     fn finds_the_cgroup2_mount_in_hybrid_and_unified_layouts() {

@@ -278,14 +278,13 @@ impl Confinement {
             }
         }
         let parent = cgroup::cgroup2_mount()?.join(PARENT_DIR);
-        cgroup::ensure_dir(&parent)?;
         let name = format!(
             "run-{}-{}-{}",
             std::process::id(),
             own_start_time().unwrap_or(0),
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         );
-        let cgroup = Cgroup::create(&parent.join(name))?;
+        let cgroup = Cgroup::create_in(&parent, &name)?;
 
         let map_err = |what: &str| {
             let what = format!("creating BPF map {what}");
@@ -593,8 +592,16 @@ impl Confinement {
                 ));
             }
         }
-        if let Err(e) = cgroup.remove() {
-            first_error.get_or_insert(e.into());
+        let parent = cgroup.path().parent().map(Path::to_owned);
+        match cgroup.remove() {
+            Ok(()) => {
+                if let Some(parent) = parent {
+                    cgroup::remove_parent_if_empty(&parent);
+                }
+            }
+            Err(e) => {
+                first_error.get_or_insert(e.into());
+            }
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -651,6 +658,7 @@ impl Confinement {
             cgroup.remove()?;
             report.removed.push(path);
         }
+        cgroup::remove_parent_if_empty(&parent);
         Ok(report)
     }
 
