@@ -301,7 +301,7 @@ fn tcp_connect(c: &mut Criterion) {
     pair.stop(addr, server);
 }
 
-/// The CPU of the client side in the interleaved rounds (the bench's own threads).
+/// The CPU of the client side (the bench's own threads).
 const CLIENT_CPU: usize = 0;
 /// The CPU of the server threads.
 const SERVER_CPU: usize = 1;
@@ -325,8 +325,6 @@ fn interleaved() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(301);
     println!("\ninterleaved A/B, {rounds} rounds each: median ratio [95% CI] (range)");
-    let on_cpu = netlab::bench::stay_on_cpu(CLIENT_CPU);
-    println!("  client on CPU {on_cpu:?}, servers on CPU {SERVER_CPU}");
     per_socket_ratio(rounds);
 
     let Some(pair) = VethPair::new() else { return };
@@ -466,14 +464,9 @@ fn connect_ratios(pair: &VethPair, rounds: usize, serve: Serve) {
         }
         start.elapsed()
     };
-    // One thread inside namespace `a` for all rounds, on the client CPU.
-    let times = pair
-        .a()
-        .run(|| {
-            netlab::bench::stay_on_cpu(CLIENT_CPU);
-            paired::<4>(rounds, connect_as)
-        })
-        .unwrap();
+    // One thread inside namespace `a` for all rounds (on the client CPU, like every thread
+    // but the servers').
+    let times = pair.a().run(|| paired::<4>(rounds, connect_as)).unwrap();
     let ratio = |a: usize, b: usize| {
         Ratios::new(
             times
@@ -524,6 +517,10 @@ fn paired<const N: usize>(
 }
 
 fn main() {
+    // The client side on one CPU, every thread started from here included; the servers move
+    // themselves to the other.
+    let on_cpu = netlab::bench::stay_on_cpu(CLIENT_CPU);
+    eprintln!("clients on CPU {on_cpu:?}, servers on CPU {SERVER_CPU}");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let bench_mode = args.iter().any(|a| a == "--bench");
     let filter = args.iter().find(|a| !a.starts_with('-'));
