@@ -36,8 +36,9 @@ What the outcomes mean:
   interface down / gone        the interface is down or was deleted: exit 1
 Bad URL, unknown interface, name over 15 bytes, foreign %scope: exit 2.
 
-The socket is pinned with SO_BINDTOIFINDEX and checked after every bind/connect, so a probe
-never leaves through another interface, whatever the routing table says.";
+The socket is pinned with SO_BINDTOIFINDEX when it is created and the binding is read back
+(again after a bind or a UDP connect), so a probe never leaves through another interface,
+whatever the routing table says.";
 
 /// Arguments of `ifpin probe`.
 #[derive(clap::Args, Debug)]

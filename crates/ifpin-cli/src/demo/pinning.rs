@@ -18,7 +18,7 @@ fn resolve(interface: &str) -> Result<Interface, PinningError> {
 
 impl Pinning for LibraryPinning {
     fn describe(&self) -> String {
-        "ifpin library (SO_BINDTOIFINDEX, read back after every bind/connect)".into()
+        "ifpin library (SO_BINDTOIFINDEX, read back at creation and after every bind)".into()
     }
 
     fn pin(&self, socket: BorrowedFd<'_>, interface: &str) -> Result<(), PinningError> {
