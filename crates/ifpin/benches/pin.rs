@@ -347,14 +347,7 @@ fn per_socket_ratio(rounds: usize) {
         }),
         _ => timed_on_fresh_sockets(n, |s| ifpin::pin(s, &lo).unwrap()),
     });
-    let ratio = |a: usize, b: usize| {
-        Ratios::new(
-            times
-                .iter()
-                .map(|t| t[a].as_secs_f64() / t[b].as_secs_f64())
-                .collect(),
-        )
-    };
+    let ratio = |a: usize, b: usize| time_ratios(&times, a, b);
     let ns = |k: usize| {
         Ratios::new(
             times
@@ -467,14 +460,7 @@ fn connect_ratios(pair: &VethPair, rounds: usize, serve: Serve) {
     // One thread inside namespace `a` for all rounds (on the client CPU, like every thread
     // but the servers').
     let times = pair.a().run(|| paired::<4>(rounds, connect_as)).unwrap();
-    let ratio = |a: usize, b: usize| {
-        Ratios::new(
-            times
-                .iter()
-                .map(|t| t[a].as_secs_f64() / t[b].as_secs_f64())
-                .collect(),
-        )
-    };
+    let ratio = |a: usize, b: usize| time_ratios(&times, a, b);
     let per_connect = times
         .iter()
         .map(|t| t[0].as_secs_f64() * 1e6 / f64::from(CONNECTS))
@@ -496,6 +482,16 @@ fn connect_ratios(pair: &VethPair, rounds: usize, serve: Serve) {
 
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
+
+/// Per round, variant `a`'s time over variant `b`'s.
+fn time_ratios<const N: usize>(times: &[[Duration; N]], a: usize, b: usize) -> Ratios {
+    Ratios::new(
+        times
+            .iter()
+            .map(|t| t[a].as_secs_f64() / t[b].as_secs_f64())
+            .collect(),
+    )
+}
 
 /// Runs `rounds` rounds (after one discarded warm-up round) of `N` variants, each
 /// timed by `measure(variant)`, rotating which variant goes first; returns each round's times
