@@ -6,7 +6,7 @@ mod audit_support;
 use std::net::TcpListener;
 use std::process::Command;
 
-use audit_support::{ifpin, json, write_policy};
+use audit_support::{assert_exit, ifpin, json, write_policy};
 use serde_json::Value;
 
 #[test]
@@ -14,12 +14,7 @@ fn lists_our_listener_with_its_owner() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let local = listener.local_addr().unwrap().to_string();
     let out = ifpin(&["audit", "--json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let report = json(&out);
     let ours: Vec<&Value> = report["sockets"]
         .as_array()
@@ -46,7 +41,7 @@ fn lists_our_listener_with_its_owner() {
     // The table shows it too, and --pid keeps only our sockets.
     let me = std::process::id().to_string();
     let out = ifpin(&["audit", "--pid", &me]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit(&out, 0);
     let text = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<&str> = text.lines().skip(1).collect();
     assert!(
@@ -81,12 +76,7 @@ fn exit_status_is_1_with_violations_and_0_without() {
         "--pid",
         &me,
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let report = json(&out);
     let violations = report["violations"].as_array().unwrap();
     assert_eq!(violations.len(), 1, "{violations:?}");
@@ -106,7 +96,7 @@ fn exit_status_is_1_with_violations_and_0_without() {
 
     // The table says the same, violations first.
     let out = ifpin(&["audit", "--policy", &policy, "--pid", &me]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("1 violation of "), "{text}");
     assert!(
@@ -117,12 +107,7 @@ fn exit_status_is_1_with_violations_and_0_without() {
     // Without the listener, the same policy passes.
     drop(listener);
     let out = ifpin(&["audit", "--policy", &policy, "--pid", &me]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_exit(&out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("0 violations of "));
 }
 
@@ -134,7 +119,7 @@ fn policy_errors_exit_2_naming_file_line_and_column() {
         "[[plane]]\nname = \"backplane\"\ninterface = \"ctl0\"\nprefixes = [\"10.99.0.1/16\"]\n",
     );
     let out = ifpin(&["audit", "--policy", &policy]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{policy}:4:13:")), "{err}");
     assert!(
@@ -151,7 +136,7 @@ fn policy_errors_exit_2_naming_file_line_and_column() {
         "[[plane]]\nname = \"x\"\ninterface = \"ctl0\"\nports = [1]\ncolour = 3\n",
     );
     let out = ifpin(&["audit", "--policy", &policy]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!("{policy}:5:1:")) && err.contains("colour"),
@@ -159,7 +144,7 @@ fn policy_errors_exit_2_naming_file_line_and_column() {
     );
 
     let out = ifpin(&["audit", "--policy", "/nonexistent/policy.toml"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/policy.toml"));
 }
 
@@ -171,12 +156,7 @@ fn an_unknown_policy_interface_is_a_warning_not_an_error() {
         "[[plane]]\nname = \"card9\"\ninterface = \"linecard9\"\nprefixes = [\"192.0.2.0/24\"]\n",
     );
     let out = ifpin(&["audit", "--policy", &policy]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("warning") && err.contains("no interface linecard9"),
@@ -252,12 +232,7 @@ fn without_root_owners_may_be_missing_and_it_says_so() {
         panic!("{} stayed busy", bin.display());
     };
     let out = run(&["audit", "--json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let report = json(&out);
     assert_eq!(report["owners"], "partial", "{}", report["owners"]);
     assert!(report["unreadable"].as_u64().unwrap() > 0);
@@ -279,7 +254,7 @@ fn without_root_owners_may_be_missing_and_it_says_so() {
     assert!(ours["processes"].as_array().unwrap().is_empty());
 
     let out = run(&["audit"]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit(&out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("owners may be missing"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning"));
     drop(listener);

@@ -7,7 +7,7 @@ mod audit_support;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use audit_support::{ifpin, json, write_policy};
+use audit_support::{assert_exit, ifpin, json, write_policy};
 use ifpin::Interface;
 use ifpin::net::{PinnedTcpListener, PinnedTcpStream, PinnedUdpSocket};
 use netlab::{Chassis, Proto};
@@ -76,12 +76,7 @@ fn exit_0_for_a_pinned_card_then_1_with_exactly_its_violations() {
         })
         .unwrap();
     let out = audit();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_exit(&out, 0);
     let report = json(&out);
     assert!(violations(&report).is_empty());
     let conn = report["sockets"]
@@ -126,12 +121,7 @@ fn exit_0_for_a_pinned_card_then_1_with_exactly_its_violations() {
         })
         .unwrap();
     let out = audit();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let report = json(&out);
     assert_eq!(violations(&report), expected);
     for v in report["violations"].as_array().unwrap() {
@@ -158,7 +148,7 @@ fn exit_0_for_a_pinned_card_then_1_with_exactly_its_violations() {
         .args(["audit", "--policy", &policy, "--violations"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("3 violations of "), "{text}");
     for (rule, local, _) in &expected {
@@ -205,12 +195,7 @@ fn all_netns_labels_sockets_of_a_namespace_created_here() {
         "--policy",
         &policy,
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let report = json(&out);
     let in_card: Vec<&Value> = report["sockets"]
         .as_array()
@@ -231,7 +216,7 @@ fn all_netns_labels_sockets_of_a_namespace_created_here() {
 
     // The table has a NETNS column naming it.
     let out = ifpin(&["audit", "--all-netns", "--pid", &me]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit(&out, 0);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("NETNS"), "{text}");
     assert!(
@@ -266,12 +251,7 @@ fn interface_filter_keeps_sockets_pinned_there_by_name_or_index() {
             .args(["audit", "--json", "--pid", &me, "-i", iface])
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_exit(&out, 0);
         json(&out)["sockets"]
             .as_array()
             .unwrap()

@@ -1,5 +1,5 @@
 //! Shared by the `ifpin audit` black-box tests (`audit_cli.rs`, `audit_netns.rs`): run the built
-//! binary, write a policy file, parse a JSON report.
+//! binary, check its exit code, write a policy file, parse a JSON report.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -19,6 +19,18 @@ pub fn write_policy(dir: &Path, text: &str) -> String {
     let path = dir.join("policy.toml");
     std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_owned()
+}
+
+/// Asserts that `ifpin` exited with `code`, showing what it printed otherwise.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// The JSON on `output`'s stdout; panics showing stdout and stderr if it is not JSON.
