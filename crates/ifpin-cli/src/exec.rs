@@ -29,10 +29,14 @@ one, whatever they do with their sockets.\n\n\
 Levels (each adds to the one before):\n  \
 pinned    every IPv4/IPv6 socket the program creates is bound to the interface (honest code stays on it)\n  \
 enforced  a cgroup BPF filter drops every packet leaving or arriving through another interface, and counts it\n  \
-sealed    (default) the program cannot unpin or steer its sockets (setsockopt guard), sees the cgroup \
-hierarchy read-only, loses CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF and CAP_SYS_PTRACE (even as \
-root: no raw or packet sockets), and the filter closes the moment the interface disappears or its index \
-changes hands, reopening when an interface of that name returns\n\n\
+sealed    (default) holds against a hostile program, root included: it cannot unpin or steer its sockets \
+(setsockopt guard), loses every capability (keep one with --keep-cap), runs with no_new_privs in its own \
+mount and cgroup namespaces (no cgroup hierarchy outside its own, kernel tunables read-only, systemd and \
+D-Bus sockets masked), cannot ptrace or signal anything outside (Landlock), and cannot use clone3, new \
+user namespaces, io_uring, bpf() or 32-bit system calls (seccomp)\n\n\
+At enforced and sealed the filter also refuses multicast memberships on other interfaces, and closes the \
+moment the interface disappears or its index changes hands, reopening when an interface of that name \
+returns.\n\n\
 Loopback is closed unless --allow-loopback: a socket pinned to an interface cannot reach 127.0.0.1.\n\n\
 Report: on stderr when the program's cgroup is empty (the program's stdout stays yours): the level held, \
 the interface, packets blocked per direction, refused setsockopt calls, link events, forwarded signals; \
@@ -76,6 +80,20 @@ pub struct Args {
     /// Let loopback (127.0.0.0/8, ::1, the host's own addresses) keep working.
     #[arg(long)]
     allow_loopback: bool,
+
+    /// At level sealed, keep this capability (repeatable), e.g. CAP_NET_BIND_SERVICE for a
+    /// daemon on port 179. Every other one is dropped; those that would break the seal
+    /// (CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF, CAP_SYS_PTRACE, ...) are refused.
+    #[arg(long = "keep-cap", value_name = "CAP")]
+    keep_cap: Vec<String>,
+
+    /// Run the program as this user (a name or a uid), with its groups.
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+
+    /// Run the program with this primary group (a name or a gid).
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
 
     /// Print the report (or the error) on stderr as one JSON object on one line instead of text.
     #[arg(long)]
@@ -137,10 +155,18 @@ fn run_inner(args: Args) -> anyhow::Result<ExitCode> {
         .split_first()
         .context("no command given: put the program to run after `--`")?;
     let program = Program::resolve(name, rest.to_vec())?;
+    let keep_caps = args
+        .keep_cap
+        .iter()
+        .map(|name| exec::seal::parse_capability(name))
+        .collect::<Result<Vec<_>, _>>()?;
+    exec::seal::check_keep(&keep_caps)?;
+    let identity = exec::seal::resolve_identity(args.user.as_deref(), args.group.as_deref())?;
     let options = ExecOptions {
-        interface,
-        level,
         allow_loopback: args.allow_loopback,
+        keep_caps,
+        identity,
+        ..ExecOptions::new(interface, level)
     };
 
     // Act.

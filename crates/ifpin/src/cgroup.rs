@@ -89,55 +89,40 @@ fn parse_cgroup2_mounts(mountinfo: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// A read-only view of the cgroup2 hierarchy for a process about to be confined.
-///
-/// Moving a process between cgroups is a file-permission check on `cgroup.procs` (owned by
-/// root, mode 0644), not a capability check, so a root process inside a confinement can leave
-/// it by writing its pid into an ancestor's `cgroup.procs`, even with every capability but
-/// `CAP_DAC_OVERRIDE` dropped. [`ReadOnlyHierarchy::apply`], run in the child between `fork`
-/// and `exec`, gives the child its own mount namespace in which every cgroup2 mount is
-/// read-only: the write fails with `EROFS`, and undoing it needs `CAP_SYS_ADMIN` (which the
-/// sealed level drops). Paths into another mount namespace (`/proc/PID/root` of a process
-/// outside) stay open to a task that may ptrace that process: drop `CAP_SYS_PTRACE` too.
-#[derive(Debug)]
-pub struct ReadOnlyHierarchy {
-    mounts: Vec<(std::ffi::CString, libc::c_ulong)>,
+/// Every cgroup mount of this mount namespace: what a sealed program's own mount namespace
+/// replaces (v2: by a read-only view of its confinement only) or removes (v1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CgroupMounts {
+    /// cgroup2 mount points.
+    pub v2: Vec<PathBuf>,
+    /// cgroup (v1) mount points.
+    pub v1: Vec<PathBuf>,
 }
 
-impl ReadOnlyHierarchy {
-    /// Finds the cgroup2 mounts and their flags. Call it before `fork`.
-    pub fn prepare() -> Result<ReadOnlyHierarchy, CgroupError> {
-        let mut mounts = Vec::new();
-        for path in cgroup2_mounts()? {
-            let c_path =
-                std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
-                    CgroupError::io(
-                        "statvfs",
-                        &path,
-                        io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"),
-                    )
-                })?;
-            let flags = crate::sys::mount::mount_flags(&c_path)
-                .map_err(|e| CgroupError::io("statvfs", &path, e))?;
-            mounts.push((c_path, flags));
-        }
-        if mounts.is_empty() {
-            return Err(CgroupError::NotMounted);
-        }
-        Ok(ReadOnlyHierarchy { mounts })
-    }
+/// Every cgroup mount point, v1 and v2, from `/proc/self/mountinfo`.
+pub fn cgroup_mounts() -> Result<CgroupMounts, CgroupError> {
+    let path = Path::new("/proc/self/mountinfo");
+    let text = fs::read_to_string(path).map_err(|e| CgroupError::io("read", path, e))?;
+    Ok(parse_cgroup_mounts(&text))
+}
 
-    /// In the child, between `fork` and `exec`: a new mount namespace (changes do not
-    /// propagate back) in which every cgroup2 mount is read-only. Only syscalls, no
-    /// allocation: safe in a `pre_exec` hook. Needs `CAP_SYS_ADMIN` at that point.
-    pub fn apply(&self) -> io::Result<()> {
-        crate::sys::mount::unshare_mount_namespace()?;
-        crate::sys::mount::make_mounts_slave()?;
-        for (path, flags) in &self.mounts {
-            crate::sys::mount::remount_read_only(path, *flags)?;
+fn parse_cgroup_mounts(mountinfo: &str) -> CgroupMounts {
+    let mut mounts = CgroupMounts::default();
+    for line in mountinfo.lines() {
+        let Some((before, after)) = line.split_once(" - ") else {
+            continue;
+        };
+        let Some(mount_point) = before.split_whitespace().nth(4) else {
+            continue;
+        };
+        let path = PathBuf::from(unescape_octal(mount_point));
+        match after.split_whitespace().next() {
+            Some("cgroup2") => mounts.v2.push(path),
+            Some("cgroup") => mounts.v1.push(path),
+            _ => {}
         }
-        Ok(())
     }
+    mounts
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
@@ -255,12 +240,36 @@ impl Cgroup {
         })
     }
 
-    /// Removes the (empty) directory; `EBUSY` if processes are still inside.
+    /// Removes the directory, and first every cgroup the processes inside made below it
+    /// (deepest first); `EBUSY` if processes are still inside.
     pub fn remove(self) -> Result<(), CgroupError> {
         let Cgroup { path, dir } = self;
         drop(dir);
+        remove_children(&path)?;
         fs::remove_dir(&path).map_err(|e| CgroupError::io("rmdir", &path, e))
     }
+}
+
+/// Removes every cgroup below `path`, deepest first. A cgroup directory holds only its
+/// interface files (which `rmdir` takes with it) and child cgroups.
+fn remove_children(path: &Path) -> Result<(), CgroupError> {
+    let entries = match fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(CgroupError::io("read directory", path, e)),
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let child = entry.path();
+            remove_children(&child)?;
+            match fs::remove_dir(&child) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CgroupError::io("rmdir", &child, e)),
+            }
+        }
+    }
+    Ok(())
 }
 
 impl AsFd for Cgroup {
@@ -327,6 +336,38 @@ mod tests {
             parse_cgroup2_mount(escaped),
             Some(PathBuf::from("/mnt/my cg"))
         );
+    }
+
+    #[test]
+    fn lists_v1_and_v2_cgroup_mounts() {
+        let hybrid = "\
+34 25 0:29 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755
+35 34 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate
+36 34 0:31 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd
+37 34 0:32 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+";
+        let mounts = parse_cgroup_mounts(hybrid);
+        assert_eq!(mounts.v2, [PathBuf::from("/sys/fs/cgroup/unified")]);
+        assert_eq!(
+            mounts.v1,
+            [
+                PathBuf::from("/sys/fs/cgroup/systemd"),
+                PathBuf::from("/sys/fs/cgroup/cpu")
+            ]
+        );
+    }
+
+    #[test]
+    fn removal_takes_nested_cgroups_with_it() {
+        // Plain directories behave as cgroup directories do for mkdir/rmdir.
+        let parent = std::env::temp_dir().join(format!("ifpin-nested-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&parent);
+        let run = Cgroup::create_in(&parent, "run-a").unwrap();
+        fs::create_dir_all(run.path().join("sub/deeper")).unwrap();
+        fs::create_dir_all(run.path().join("other")).unwrap();
+        run.remove().unwrap();
+        remove_parent_if_empty(&parent);
+        assert!(!parent.exists());
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! | level | programs (without `allow_loopback`) |
 //! |---|---|
 //! | pinned | `sock_create` sets `bound_dev_if` on every AF_INET/AF_INET6 socket |
-//! | enforced | + `cgroup_skb` egress and ingress filters passing only the interface |
-//! | sealed | + `setsockopt` guard, + `bind6` guard refusing `fe80::/10` binds |
+//! | enforced | + `cgroup_skb` egress and ingress filters passing only the interface, + `setsockopt` guard refusing multicast memberships on other interfaces |
+//! | sealed | + the guard also refuses unpinning and re-steering options and error queues of unpinned sockets, + `bind6` guard refusing `fe80::/10` binds |
 //!
 //! With `allow_loopback`, sockets are not pinned at creation (that breaks loopback, and
 //! unpinning from BPF needs `CAP_NET_RAW` of the task): `connect4|6`, `sendmsg4|6` and
@@ -33,8 +33,9 @@
 //!   cgroup BPF hook runs for the cgroup that *created* the socket, so such a socket is held
 //!   by none of them, even at sealed. The process starter must not pass any in.
 //! - **Leaving the cgroup**: a root process inside can write its pid into an ancestor's
-//!   `cgroup.procs` (a file-permission check, no capability needed). Start it with
-//!   [`crate::cgroup::ReadOnlyHierarchy`] and without `CAP_SYS_ADMIN`.
+//!   `cgroup.procs` (a file-permission check, no capability needed), or start a child in
+//!   another cgroup with `clone3(CLONE_INTO_CGROUP)`. `ifpin exec --level sealed` closes
+//!   both (see [`crate::exec::seal`]).
 //! - **AF_PACKET and raw sockets** with `CAP_NET_RAW`: packet sockets bypass IP entirely;
 //!   drop the capability (sealed).
 //! - **Other processes** the program asks to send for it (a local resolver, a proxy) are
@@ -50,7 +51,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Serialize;
 
-use crate::bpf::programs::{self, AddrHook, Config, Counter, Direction, MapFds, PinOptions};
+use crate::bpf::programs::{
+    self, AddrHook, Config, Counter, Direction, GuardOptions, MapFds, PinOptions,
+};
 use crate::bpf::{LoadError, Map, Program};
 use crate::cgroup::{self, Cgroup, CgroupError};
 use crate::sys::bpf::{self as sys, AttachType, ProgType, SyscallError};
@@ -390,13 +393,25 @@ impl Confinement {
                 programs::skb_filter(Direction::Ingress, maps, lo),
             ));
         }
-        if self.level >= Level::Sealed {
+        if self.level >= Level::Enforced {
+            // At enforced: multicast memberships on other interfaces (the kernel's own
+            // IGMP/MLD reports pass no cgroup filter). At sealed: also every option that
+            // unpins or re-steers a socket, and error queues of unpinned sockets.
+            let sealed = self.level >= Level::Sealed;
             wanted.push((
                 "ifpin_sockopt",
                 ProgType::CgroupSockopt,
                 AttachType::CgroupSetsockopt,
-                programs::setsockopt_guard(maps),
+                programs::setsockopt_guard(
+                    maps,
+                    GuardOptions {
+                        refuse_resteer: sealed,
+                        recverr_pinned_only: sealed,
+                    },
+                ),
             ));
+        }
+        if self.level >= Level::Sealed {
             if !self.allow_loopback {
                 let options = PinOptions {
                     lazy_pin: false,

@@ -5,7 +5,6 @@
 use std::os::fd::AsFd;
 
 use ifpin::bpf::{Asm, Insn, LoadError, Program, Reg};
-use ifpin::cgroup::ReadOnlyHierarchy;
 use ifpin::confine::{ConfineOptions, Confinement};
 use ifpin::sys::bpf::{AttachType, ProgType};
 use ifpin::{Interface, Level};
@@ -228,84 +227,4 @@ fn missing_capabilities_are_named() {
         message.contains("CAP_BPF") && message.contains("CAP_NET_ADMIN"),
         "{message}"
     );
-}
-
-/// Starts `sh` without `CAP_SYS_ADMIN` inside `confinement`; once inside, it tries to
-/// remount the hierarchy writable and to move itself to the root cgroup, then says where it
-/// ended up (`/proc/self/cgroup`).
-fn try_to_escape(confinement: &Confinement, read_only: Option<ReadOnlyHierarchy>) -> String {
-    use std::io::{Read, Write};
-    use std::os::unix::process::CommandExt;
-    let mount = ifpin::cgroup::cgroup2_mount().unwrap();
-    let script = format!(
-        "read go; mount -o remount,rw {m} 2>/dev/null && echo remounted; \
-         echo $$ > {m}/cgroup.procs 2>/dev/null; grep ^0:: /proc/self/cgroup",
-        m = mount.display()
-    );
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args([
-        "--inh-caps=-sys_admin",
-        "--bounding-set=-sys_admin",
-        "sh",
-        "-c",
-        &script,
-    ])
-    .stdin(std::process::Stdio::piped())
-    .stdout(std::process::Stdio::piped());
-    if let Some(view) = read_only {
-        // SAFETY: `apply` makes only syscalls (no allocation, no locks).
-        unsafe { cmd.pre_exec(move || view.apply()) };
-    }
-    let mut child = KillOnDrop(cmd.spawn().unwrap());
-    confinement.add_process(child.0.id()).unwrap();
-    child.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut out = String::new();
-    child
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(child.0.wait().unwrap().success(), "{out}");
-    out.trim().to_owned()
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[test]
-fn a_read_only_hierarchy_keeps_root_inside_the_confinement() {
-    if !privileged("a_read_only_hierarchy_keeps_root_inside_the_confinement") {
-        return;
-    }
-    let confinement = Confinement::create(ConfineOptions {
-        interface: Interface::loopback().unwrap(),
-        level: Level::Pinned,
-        allow_loopback: false,
-    })
-    .unwrap();
-    let mount = ifpin::cgroup::cgroup2_mount().unwrap();
-    let inside = format!(
-        "0::/{}",
-        confinement
-            .cgroup_path()
-            .strip_prefix(&mount)
-            .unwrap()
-            .display()
-    );
-
-    // Negative control: root without CAP_SYS_ADMIN walks out of the cgroup.
-    assert_eq!(try_to_escape(&confinement, None), "0::/");
-
-    let view = ReadOnlyHierarchy::prepare().unwrap();
-    assert_eq!(try_to_escape(&confinement, Some(view)), inside);
-    assert!(!confinement.is_populated().unwrap());
-    confinement.close().unwrap();
 }

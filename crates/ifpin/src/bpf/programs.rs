@@ -112,6 +112,9 @@ mod ctx {
     pub const SKB_PROTOCOL: i16 = 16;
     pub const SKB_IFINDEX: i16 = 40;
     /// `struct bpf_sockopt`.
+    pub const SOCKOPT_SK: i16 = 0;
+    pub const SOCKOPT_OPTVAL: i16 = 8;
+    pub const SOCKOPT_OPTVAL_END: i16 = 16;
     pub const SOCKOPT_LEVEL: i16 = 24;
     pub const SOCKOPT_OPTNAME: i16 = 28;
     pub const SOCKOPT_OPTLEN: i16 = 32;
@@ -258,15 +261,53 @@ fn load_packet_bytes(asm: &mut Asm, offset: i32, len: i32) {
         .jump_imm(Cond::Ne, Reg::R0, 0, "drop");
 }
 
-/// `cgroup/setsockopt`: refuses (`EPERM`, whatever the caller's privileges) the options that
-/// unpin a socket or send it out another interface: `SO_BINDTODEVICE`, `SO_BINDTOIFINDEX`,
-/// `IP_UNICAST_IF`, `IP_MULTICAST_IF`, `IPV6_UNICAST_IF`, `IPV6_MULTICAST_IF`, `IPV6_PKTINFO`
-/// and `IPV6_2292PKTOPTIONS` (which can carry a sticky `IPV6_PKTINFO`). Counts each refusal.
+/// What a [`setsockopt_guard`] refuses besides multicast memberships on other interfaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuardOptions {
+    /// Refuse the options that unpin a socket or steer it out another interface (sealed).
+    pub refuse_resteer: bool,
+    /// Refuse `IP_RECVERR`/`IPV6_RECVERR` on a socket not bound to the allowed interface
+    /// (sealed): ICMP errors reach a socket's error queue without passing the ingress filter.
+    pub recverr_pinned_only: bool,
+}
+
+/// Multicast options whose struct names the interface by index at a fixed offset.
+const MCAST_JOIN_GROUP: i32 = 42;
+const MCAST_MSFILTER: i32 = 48; // 42..=48: join, block, unblock, leave, source join/leave, filter
+const IP_ADD_MEMBERSHIP: i32 = 35;
+const IP_DROP_MEMBERSHIP: i32 = 36;
+const IP_UNBLOCK_SOURCE: i32 = 37;
+const IP_MSFILTER: i32 = 41; // 37..=41: address-based source filters, no index to check
+const IP_RECVERR: i32 = 11;
+const IPV6_ADD_MEMBERSHIP: i32 = 20;
+const IPV6_DROP_MEMBERSHIP: i32 = 21;
+const IPV6_JOIN_ANYCAST: i32 = 27;
+const IPV6_LEAVE_ANYCAST: i32 = 28;
+const IPV6_RECVERR: i32 = 25;
+/// The largest option value a checked option may have: above a page the kernel hands the
+/// program a truncated copy and then reads the caller's buffer again.
+const CHECKED_OPTLEN_MAX: i32 = 4096;
+
+/// `cgroup/setsockopt` (`EPERM` and counted, whatever the caller's privileges):
 ///
-/// Every other option is let through with `optlen` set to 0, which tells the kernel to use
-/// the caller's own buffer: left unchanged, the kernel would copy the (unmodified) value into
-/// a fresh allocation on every `setsockopt` of the confined program.
-pub fn setsockopt_guard(maps: MapFds) -> Result<Vec<Insn>, AsmError> {
+/// - always: a multicast membership whose interface is not the allowed one. The kernel sends
+///   IGMP/MLD reports for a membership itself, with no socket, so no cgroup filter sees them.
+///   `IP_ADD|DROP_MEMBERSHIP` must be the `ip_mreqn` form with `imr_ifindex` allowed (the
+///   older `ip_mreq` picks the interface by address or route); `MCAST_*` (both levels) need
+///   `gr_interface`/`gsr_interface`/`gf_interface` allowed; `IPV6_ADD|DROP_MEMBERSHIP` and
+///   `IPV6_JOIN|LEAVE_ANYCAST` need `ipv6mr_interface` allowed (0 would mean "by route"); the
+///   address-based `IP_*_SOURCE*` and `IP_MSFILTER` are refused. These values are checked in
+///   the kernel's copy, which the kernel then uses (no second read of the caller's buffer);
+/// - with `refuse_resteer`: `SO_BINDTODEVICE`, `SO_BINDTOIFINDEX`, `IP_UNICAST_IF`,
+///   `IP_MULTICAST_IF`, `IPV6_UNICAST_IF`, `IPV6_MULTICAST_IF`, `IPV6_PKTINFO` and
+///   `IPV6_2292PKTOPTIONS` (which can carry a sticky `IPV6_PKTINFO`);
+/// - with `recverr_pinned_only`: `IP_RECVERR`/`IPV6_RECVERR` on a socket not bound to the
+///   allowed interface.
+///
+/// Every option not inspected is let through with `optlen` set to 0, which tells the kernel
+/// to use the caller's own buffer: left unchanged, the kernel would copy the (unmodified)
+/// value into a fresh allocation on every `setsockopt` of the confined program.
+pub fn setsockopt_guard(maps: MapFds, options: GuardOptions) -> Result<Vec<Insn>, AsmError> {
     let mut asm = Asm::new();
     asm.push(Insn::mov64_reg(Reg::R6, Reg::R1))
         .push(Insn::ldx_mem(Size::W, Reg::R2, Reg::R6, ctx::SOCKOPT_LEVEL))
@@ -280,20 +321,39 @@ pub fn setsockopt_guard(maps: MapFds) -> Result<Vec<Insn>, AsmError> {
         .jump_imm(Cond::Eq, Reg::R2, SOL_IP, "sol_ip")
         .jump_imm(Cond::Eq, Reg::R2, SOL_IPV6, "sol_ipv6")
         .jump("allow")
-        .label("sol_socket")
-        .jump_imm(Cond::Eq, Reg::R3, SO_BINDTODEVICE, "refuse")
-        .jump_imm(Cond::Eq, Reg::R3, SO_BINDTOIFINDEX, "refuse")
-        .jump("allow")
-        .label("sol_ip")
-        .jump_imm(Cond::Eq, Reg::R3, IP_UNICAST_IF, "refuse")
-        .jump_imm(Cond::Eq, Reg::R3, IP_MULTICAST_IF, "refuse")
-        .jump("allow")
-        .label("sol_ipv6")
-        .jump_imm(Cond::Eq, Reg::R3, IPV6_UNICAST_IF, "refuse")
-        .jump_imm(Cond::Eq, Reg::R3, IPV6_MULTICAST_IF, "refuse")
-        .jump_imm(Cond::Eq, Reg::R3, IPV6_PKTINFO, "refuse")
-        .jump_imm(Cond::Eq, Reg::R3, IPV6_2292PKTOPTIONS, "refuse")
-        .label("allow")
+        .label("sol_socket");
+    if options.refuse_resteer {
+        asm.jump_imm(Cond::Eq, Reg::R3, SO_BINDTODEVICE, "refuse")
+            .jump_imm(Cond::Eq, Reg::R3, SO_BINDTOIFINDEX, "refuse");
+    }
+    asm.jump("allow").label("sol_ip");
+    if options.refuse_resteer {
+        asm.jump_imm(Cond::Eq, Reg::R3, IP_UNICAST_IF, "refuse")
+            .jump_imm(Cond::Eq, Reg::R3, IP_MULTICAST_IF, "refuse");
+    }
+    if options.recverr_pinned_only {
+        asm.jump_imm(Cond::Eq, Reg::R3, IP_RECVERR, "recverr");
+    }
+    asm.jump_imm(Cond::Eq, Reg::R3, IP_ADD_MEMBERSHIP, "mreqn")
+        .jump_imm(Cond::Eq, Reg::R3, IP_DROP_MEMBERSHIP, "mreqn");
+    refuse_range(&mut asm, IP_UNBLOCK_SOURCE, IP_MSFILTER);
+    jump_range(&mut asm, MCAST_JOIN_GROUP, MCAST_MSFILTER, "index_at_0");
+    asm.jump("allow").label("sol_ipv6");
+    if options.refuse_resteer {
+        asm.jump_imm(Cond::Eq, Reg::R3, IPV6_UNICAST_IF, "refuse")
+            .jump_imm(Cond::Eq, Reg::R3, IPV6_MULTICAST_IF, "refuse")
+            .jump_imm(Cond::Eq, Reg::R3, IPV6_PKTINFO, "refuse")
+            .jump_imm(Cond::Eq, Reg::R3, IPV6_2292PKTOPTIONS, "refuse");
+    }
+    if options.recverr_pinned_only {
+        asm.jump_imm(Cond::Eq, Reg::R3, IPV6_RECVERR, "recverr");
+    }
+    asm.jump_imm(Cond::Eq, Reg::R3, IPV6_ADD_MEMBERSHIP, "index_at_16")
+        .jump_imm(Cond::Eq, Reg::R3, IPV6_DROP_MEMBERSHIP, "index_at_16")
+        .jump_imm(Cond::Eq, Reg::R3, IPV6_JOIN_ANYCAST, "index_at_16")
+        .jump_imm(Cond::Eq, Reg::R3, IPV6_LEAVE_ANYCAST, "index_at_16");
+    jump_range(&mut asm, MCAST_JOIN_GROUP, MCAST_MSFILTER, "index_at_0");
+    asm.label("allow")
         // The verifier takes no immediate stores into the context: through a register.
         .push(Insn::mov64_imm(Reg::R2, 0))
         .push(Insn::stx_mem(
@@ -302,10 +362,79 @@ pub fn setsockopt_guard(maps: MapFds) -> Result<Vec<Insn>, AsmError> {
             Reg::R2,
             ctx::SOCKOPT_OPTLEN,
         ))
-        .ret(1)
-        .label("refuse");
+        .ret(1);
+    // ip_mreqn: imr_ifindex at 8 (12 bytes); group_req and friends: the index at 0;
+    // ipv6_mreq: ipv6mr_interface at 16 (20 bytes).
+    interface_in_value(&mut asm, maps, "mreqn", 8);
+    interface_in_value(&mut asm, maps, "index_at_0", 0);
+    interface_in_value(&mut asm, maps, "index_at_16", 16);
+    if options.recverr_pinned_only {
+        asm.label("recverr")
+            .push(Insn::ldx_mem(Size::DW, Reg::R2, Reg::R6, ctx::SOCKOPT_SK))
+            .push(Insn::ldx_mem(
+                Size::W,
+                Reg::R7,
+                Reg::R2,
+                ctx::SOCK_BOUND_DEV_IF,
+            ));
+        lookup_config(&mut asm, maps, "refuse");
+        asm.push(Insn::ldx_mem(Size::W, Reg::R8, Reg::R0, Config::IFINDEX))
+            .jump_imm(Cond::Eq, Reg::R8, 0, "refuse")
+            .jump_reg(Cond::Ne, Reg::R7, Reg::R8, "refuse")
+            .jump("allow");
+    }
+    asm.label("refuse");
     count_and_return(&mut asm, maps, Counter::SetsockoptRefused, 0, "counted");
     asm.finish()
+}
+
+/// `if first <= r3 <= last goto refuse`.
+fn refuse_range(asm: &mut Asm, first: i32, last: i32) {
+    for optname in first..=last {
+        asm.jump_imm(Cond::Eq, Reg::R3, optname, "refuse");
+    }
+}
+
+/// `if first <= r3 <= last goto label`.
+fn jump_range(asm: &mut Asm, first: i32, last: i32, label: Label) {
+    for optname in first..=last {
+        asm.jump_imm(Cond::Eq, Reg::R3, optname, label);
+    }
+}
+
+/// At `label`: the `u32` at `offset` of the option's value (in the kernel's copy) must be
+/// the allowed index, or `goto refuse`; then `return 1` with `optlen` untouched, so the
+/// kernel uses the very copy checked here.
+fn interface_in_value(asm: &mut Asm, maps: MapFds, label: Label, offset: i16) {
+    asm.label(label)
+        .push(Insn::ldx_mem(
+            Size::W,
+            Reg::R5,
+            Reg::R6,
+            ctx::SOCKOPT_OPTLEN,
+        ))
+        .jump_imm(Cond::Gt, Reg::R5, CHECKED_OPTLEN_MAX, "refuse")
+        .push(Insn::ldx_mem(
+            Size::DW,
+            Reg::R2,
+            Reg::R6,
+            ctx::SOCKOPT_OPTVAL,
+        ))
+        .push(Insn::ldx_mem(
+            Size::DW,
+            Reg::R3,
+            Reg::R6,
+            ctx::SOCKOPT_OPTVAL_END,
+        ))
+        .push(Insn::mov64_reg(Reg::R4, Reg::R2))
+        .push(Insn::alu64_imm(AluOp::Add, Reg::R4, i32::from(offset) + 4))
+        .jump_reg(Cond::Gt, Reg::R4, Reg::R3, "refuse")
+        .push(Insn::ldx_mem(Size::W, Reg::R7, Reg::R2, offset));
+    lookup_config(asm, maps, "refuse");
+    asm.push(Insn::ldx_mem(Size::W, Reg::R8, Reg::R0, Config::IFINDEX))
+        .jump_imm(Cond::Eq, Reg::R8, 0, "refuse")
+        .jump_reg(Cond::Ne, Reg::R7, Reg::R8, "refuse")
+        .ret(1);
 }
 
 /// The socket-address hook a [`sock_addr_pin`] program is for.
@@ -493,7 +622,22 @@ mod tests {
     fn all_programs() -> Vec<Vec<Insn>> {
         let mut out = vec![
             sock_create(MAPS).unwrap(),
-            setsockopt_guard(MAPS).unwrap(),
+            setsockopt_guard(
+                MAPS,
+                GuardOptions {
+                    refuse_resteer: true,
+                    recverr_pinned_only: true,
+                },
+            )
+            .unwrap(),
+            setsockopt_guard(
+                MAPS,
+                GuardOptions {
+                    refuse_resteer: false,
+                    recverr_pinned_only: false,
+                },
+            )
+            .unwrap(),
             skb_filter(Direction::Egress, MAPS, None).unwrap(),
             skb_filter(Direction::Egress, MAPS, Some(1)).unwrap(),
             skb_filter(Direction::Ingress, MAPS, Some(1)).unwrap(),

@@ -33,6 +33,7 @@ mod inherited;
 mod program;
 mod report;
 mod run;
+pub mod seal;
 pub mod supervise;
 
 use std::io;
@@ -50,19 +51,6 @@ use crate::confine::ConfineError;
 use crate::interface::InterfaceError;
 use crate::level::Level;
 use crate::linkwatch::LinkWatchError;
-
-/// The capabilities a `sealed` program loses, in every set including the bounding set: raw
-/// and packet sockets (`CAP_NET_RAW`), interface, route and BPF changes (`CAP_NET_ADMIN`,
-/// `CAP_BPF`, `CAP_SYS_ADMIN`, which also keeps its read-only view of the cgroup hierarchy
-/// read-only), and `CAP_SYS_PTRACE` (through `/proc/PID/root` of a process outside, the
-/// hierarchy would be writable again).
-pub const SEALED_DROPS: [Capability; 5] = [
-    Capability::CAP_NET_RAW,
-    Capability::CAP_NET_ADMIN,
-    Capability::CAP_SYS_ADMIN,
-    Capability::CAP_BPF,
-    Capability::CAP_SYS_PTRACE,
-];
 
 /// Errors of `exec`, each naming the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -114,14 +102,14 @@ pub enum ExecError {
         #[source]
         source: io::Error,
     },
-    /// The program could not be started (after it was found: `fork`, entering the cgroup,
-    /// dropping capabilities, or `execve` failed).
-    #[error(
-        "starting {program} failed (while entering the cgroup, dropping capabilities or executing it)"
-    )]
+    /// The program could not be started (after it was found: `fork`, a step of the child's
+    /// set-up, or `execve` failed).
+    #[error("starting {program} failed while {step}")]
     Spawn {
         /// The program.
         program: String,
+        /// The step that failed.
+        step: &'static str,
         /// What failed.
         #[source]
         source: io::Error,
@@ -149,6 +137,42 @@ pub enum ExecError {
         fd: i32,
         /// Its address family (`AF_INET`, `AF_INET6`, `AF_PACKET`).
         family: &'static str,
+    },
+    /// A `--keep-cap` name is unknown or would break the seal.
+    #[error("--keep-cap {name}: {reason}")]
+    BadCapability {
+        /// The name as given.
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A `--user` or `--group` cannot be resolved.
+    #[error("--{what} {name}: {reason}")]
+    BadAccount {
+        /// `user` or `group`.
+        what: String,
+        /// The name as given.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A 32-bit program at sealed, where 32-bit system calls are refused.
+    #[error(
+        "{} is a 32-bit program; at level sealed every 32-bit system call is refused (the kernel's \
+         socket-option guard sees only native calls): run a 64-bit build, or use --level enforced",
+        program.display()
+    )]
+    ForeignAbi {
+        /// The program's file.
+        program: PathBuf,
+    },
+    /// The kernel lacks a layer the sealed level needs.
+    #[error("level sealed needs {layer}, which this kernel lacks: {need}; or use --level enforced")]
+    SealUnsupported {
+        /// The layer.
+        layer: String,
+        /// What provides it.
+        need: String,
     },
     /// The link watch failed.
     #[error(transparent)]

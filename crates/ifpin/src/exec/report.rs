@@ -67,6 +67,12 @@ pub struct Report {
     /// Inheritable inet and packet sockets of ifpin's own (created outside the confinement,
     /// which could not hold them) that were closed for the program: their fd numbers.
     pub withheld_sockets: Vec<i32>,
+    /// At `sealed`: the layers that hold besides the BPF programs.
+    pub seal: Option<super::seal::SealLayers>,
+    /// The user id the program ran as, when `--user` was given.
+    pub user: Option<u32>,
+    /// The group id the program ran as, when `--user` or `--group` was given.
+    pub group: Option<u32>,
 }
 
 impl fmt::Display for Report {
@@ -99,7 +105,7 @@ impl fmt::Display for Report {
                 "closed"
             }
         )?;
-        let setsockopt = if self.level == Level::Sealed {
+        let setsockopt = if self.level >= Level::Enforced {
             format!("; {} setsockopt call(s) refused", self.blocked.setsockopt)
         } else {
             String::new()
@@ -115,6 +121,34 @@ impl fmt::Display for Report {
                 "ifpin exec: blocked: {} packet(s) leaving, {} arriving through other interfaces{setsockopt}",
                 self.blocked.egress, self.blocked.ingress
             )?;
+        }
+        if let Some(seal) = &self.seal {
+            let kept = if seal.capabilities_kept.is_empty() {
+                "none".to_owned()
+            } else {
+                seal.capabilities_kept.join(", ")
+            };
+            writeln!(
+                f,
+                "ifpin exec: sealed by: capabilities kept: {kept}; no_new_privs; own {} namespaces \
+                 ({} cgroup mount(s) replaced); read-only: {}; {} host control socket(s) masked; \
+                 Landlock ABI {} (no ptrace or signals outside); seccomp ({})",
+                seal.namespaces.join(" and "),
+                seal.cgroup_mounts_replaced.len(),
+                seal.read_only
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                seal.masked.len(),
+                seal.landlock_abi,
+                seal.seccomp.join("; ")
+            )?;
+        }
+        if let (Some(uid), Some(gid)) = (self.user, self.group) {
+            writeln!(f, "ifpin exec: ran as uid {uid}, gid {gid}")?;
+        } else if let Some(gid) = self.group {
+            writeln!(f, "ifpin exec: ran with gid {gid}")?;
         }
         if self.link_events.is_empty() {
             writeln!(f, "ifpin exec: link events: none")?;

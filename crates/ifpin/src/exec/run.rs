@@ -5,13 +5,11 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use super::supervise::{Follow, SignalForwarding, Started, exit_code};
-use super::{Blocked, ExecError, ExitSummary, Program, Report, SEALED_DROPS, check_privileges};
-use crate::cgroup::ReadOnlyHierarchy;
-use crate::confine::{ConfineError, ConfineOptions, Confinement, StaleCleanup};
+use super::{Blocked, ExecError, ExitSummary, Program, Report, check_privileges, seal};
+use crate::confine::{ConfineOptions, Confinement, StaleCleanup};
 use crate::interface::{Interface, InterfaceChange};
 use crate::level::Level;
 use crate::linkwatch::{LinkTracker, LinkWatch, PinChange};
-use crate::sys::process::CapDrop;
 
 /// How long a failed supervisor waits for a killed cgroup to empty before giving up (and
 /// leaving the programs attached: fail closed).
@@ -26,6 +24,24 @@ pub struct ExecOptions {
     pub level: Level,
     /// Whether loopback keeps working (see [`ConfineOptions::allow_loopback`]).
     pub allow_loopback: bool,
+    /// At `sealed`: the capabilities the program keeps (none by default; never one of
+    /// [`seal::SEAL_BREAKING`]).
+    pub keep_caps: Vec<caps::Capability>,
+    /// The account to run the program as (`--user`/`--group`), any level.
+    pub identity: Option<crate::sys::process::Identity>,
+}
+
+impl ExecOptions {
+    /// Options for `level` on `interface`: loopback closed, no capability kept, same account.
+    pub fn new(interface: Interface, level: Level) -> ExecOptions {
+        ExecOptions {
+            interface,
+            level,
+            allow_loopback: false,
+            keep_caps: Vec::new(),
+            identity: None,
+        }
+    }
 }
 
 /// How a run ended.
@@ -60,6 +76,27 @@ pub fn run(
     signals: Option<&SignalForwarding>,
 ) -> Result<Outcome, ExecError> {
     check_privileges(options.level)?;
+    if !options.keep_caps.is_empty() && options.level != Level::Sealed {
+        return Err(ExecError::BadCapability {
+            name: options.keep_caps[0].to_string(),
+            reason: "--keep-cap belongs to level sealed (below it, capabilities are not dropped)"
+                .into(),
+        });
+    }
+    // Everything the sealed child will do is decided here, before anything is created: a
+    // missing layer is an error that leaves nothing behind.
+    let (seal_steps, seal_layers) = match options.level {
+        Level::Sealed => {
+            seal::check_native_abi(&program.path)?;
+            let (steps, layers) = seal::prepare(&options.keep_caps)?;
+            (Some(steps), Some(layers))
+        }
+        _ => (None, None),
+    };
+    let caps = match options.level {
+        Level::Sealed => Some(seal::cap_sets(&options.keep_caps)?),
+        _ => None,
+    };
     // Before anything is created: a refusal leaves nothing behind.
     let withheld_sockets = super::inherited::withhold_inherited_sockets()?;
     // What earlier runs left when their ifpin was killed, once their processes are gone. A
@@ -79,20 +116,20 @@ pub fn run(
             });
         }
     }
-    let (read_only, caps) = match options.level {
-        Level::Sealed => (
-            Some(ReadOnlyHierarchy::prepare().map_err(ConfineError::from)?),
-            Some(CapDrop::without(&SEALED_DROPS).map_err(ExecError::Caps)?),
-        ),
-        _ => (None, None),
-    };
     let confinement = Confinement::create(ConfineOptions {
         interface: options.interface.clone(),
         level: options.level,
         allow_loopback: options.allow_loopback,
     })?;
     let cgroup = confinement.cgroup_path().to_owned();
-    let started = match Started::spawn(program.command(), &cgroup, read_only, caps, signals) {
+    let started = match Started::spawn(
+        program.command(),
+        &cgroup,
+        seal_steps,
+        options.identity.clone(),
+        caps,
+        signals,
+    ) {
         Ok(started) => started,
         Err(err) => {
             // The child may have been created and failed between fork and exec; it is gone
@@ -112,16 +149,18 @@ pub fn run(
         }
         Ok(())
     };
-    let sealed = options.level == Level::Sealed;
+    // Every level with a filter follows the interface's life: the filter closes when it
+    // goes away or its index changes hands. `pinned` has no filter, and only records.
+    let filtered = options.level >= Level::Enforced;
     let tracker = LinkTracker::new(&options.interface);
     let follow = Follow {
         watch,
-        tracker: if sealed {
+        tracker: if filtered {
             tracker
         } else {
             tracker.watching_only()
         },
-        apply: if sealed { Some(&mut apply) } else { None },
+        apply: if filtered { Some(&mut apply) } else { None },
     };
     let supervised = started.supervise(signals, Some(follow));
     let supervised = match supervised {
@@ -135,8 +174,8 @@ pub fn run(
             return Err(err);
         }
     };
-    // Below sealed the link watch only records: the filter stays open for the first index.
-    let open_for = if sealed {
+    // At pinned the link watch only records: the sockets stay bound to the first index.
+    let open_for = if filtered {
         supervised.open_for.map(|i| i.get())
     } else {
         Some(options.interface.index().get())
@@ -169,6 +208,9 @@ pub fn run(
         stale_cgroups_removed: stale,
         withheld_sockets,
         signals_forwarded: supervised.signals,
+        seal: seal_layers,
+        user: options.identity.as_ref().map(|id| id.uid),
+        group: options.identity.as_ref().map(|id| id.gid),
     };
     Ok(Outcome { status, report })
 }

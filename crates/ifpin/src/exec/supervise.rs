@@ -23,10 +23,9 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use super::ExecError;
-use crate::cgroup::ReadOnlyHierarchy;
 use crate::interface::Interface;
 use crate::linkwatch::{LinkEvent, LinkTracker, LinkWatch, PinChange};
-use crate::sys::process::{self as sys, CapDrop};
+use crate::sys::process::{self as sys, CapSets, ChildPlan, Identity, SealSteps};
 
 /// The signals `ifpin exec` passes on to the program instead of acting on them.
 pub const FORWARDED_SIGNALS: [Signal; 6] = [
@@ -139,14 +138,15 @@ pub struct Started {
 
 impl Started {
     /// Starts `cmd` so that it enters the cgroup at `cgroup` (a cgroup v2 directory) before its
-    /// first instruction; then, if given, gets a read-only view of the cgroup hierarchy
-    /// (`read_only`: it cannot move itself out) and loses `caps`; and gets the signal mask the
-    /// caller had before `signals` blocked the forwarded ones.
-    pub fn spawn(
-        mut cmd: Command,
+    /// first instruction; then, if given, is sealed (`seal`: see [`super::seal`]), runs as
+    /// `identity`, keeps only the capabilities of `caps`; and gets the signal mask the caller
+    /// had before `signals` blocked the forwarded ones.
+    pub(crate) fn spawn(
+        cmd: Command,
         cgroup: &Path,
-        read_only: Option<ReadOnlyHierarchy>,
-        caps: Option<CapDrop>,
+        seal: Option<SealSteps>,
+        identity: Option<Identity>,
+        caps: Option<CapSets>,
         signals: Option<&SignalForwarding>,
     ) -> Result<Started, ExecError> {
         let procs_path = cgroup.join("cgroup.procs");
@@ -164,12 +164,19 @@ impl Started {
             source,
         })?;
         let program = cmd.get_program().to_string_lossy().into_owned();
-        let isolate = read_only.map(|view| -> sys::ChildStep { Box::new(move || view.apply()) });
-        sys::confine_before_exec(&mut cmd, procs, isolate, caps, signals.map(|s| s.previous));
+        let plan = ChildPlan {
+            cgroup_procs: procs,
+            seal,
+            identity,
+            caps,
+            mask: signals.map(|s| s.previous),
+        };
         let started = Instant::now();
-        let mut child = cmd
-            .spawn()
-            .map_err(|source| ExecError::Spawn { program, source })?;
+        let mut child = sys::spawn_with_plan(cmd, plan).map_err(|failure| ExecError::Spawn {
+            program,
+            step: failure.step.map_or("executing it", |s| s.describe()),
+            source: failure.error,
+        })?;
         let pidfd = match sys::pidfd_open(child.id()) {
             Ok(fd) => fd,
             Err(source) => {

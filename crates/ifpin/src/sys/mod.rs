@@ -8,7 +8,9 @@
 pub mod bpf;
 pub mod fd;
 pub mod iface;
+pub mod landlock;
 pub mod mount;
 pub mod process;
 pub mod procfs;
+pub mod seccomp;
 pub mod socket;
