@@ -393,22 +393,10 @@ fn run_cgroup(cgroup: &str) -> Option<&str> {
     (run_len > 0).then(|| &cgroup[..after + run_len])
 }
 
+/// The level a run enforces, as its cgroup's name records it.
 fn level_of_run(run: &str) -> Option<Level> {
-    use crate::sys::bpf::AttachType;
-    let path = crate::cgroup::cgroup2_mount()
-        .ok()?
-        .join(run.trim_start_matches('/'));
-    let attached = crate::confine::Confinement::attached_program_ids(&path).ok()?;
-    let has = |wanted: AttachType| attached.iter().any(|(attach, _)| *attach == wanted);
-    if has(AttachType::CgroupSetsockopt) {
-        Some(Level::Sealed)
-    } else if has(AttachType::CgroupInetEgress) {
-        Some(Level::Enforced)
-    } else if !attached.is_empty() {
-        Some(Level::Pinned)
-    } else {
-        None
-    }
+    let name = run.rsplit('/').next()?;
+    crate::confine::RunName::parse(name).map(|r| r.level)
 }
 
 /// `a, b, c`, or `a, b, c and 4 more` when there are more than `max`.

@@ -282,10 +282,11 @@ impl Confinement {
         }
         let parent = cgroup::cgroup2_mount()?.join(PARENT_DIR);
         let name = format!(
-            "run-{}-{}-{}",
+            "run-{}-{}-{}-{}",
             std::process::id(),
             own_start_time().unwrap_or(0),
-            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+            SEQUENCE.fetch_add(1, Ordering::Relaxed),
+            opts.level
         );
         let cgroup = Cgroup::create_in(&parent, &name)?;
 
@@ -642,10 +643,10 @@ impl Confinement {
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some((pid, start)) = name.to_str().and_then(parse_run_name) else {
+            let Some(run) = name.to_str().and_then(RunName::parse) else {
                 continue;
             };
-            if process_alive(pid, start) {
+            if process_alive(run.pid, run.start) {
                 continue;
             }
             let path = entry.path();
@@ -716,13 +717,31 @@ fn local_key(ip: IpAddr) -> [u8; 16] {
     }
 }
 
-/// `run-<pid>-<start time>-<n>` → (pid, start time).
-fn parse_run_name(name: &str) -> Option<(u32, u64)> {
-    let mut parts = name.strip_prefix("run-")?.split('-');
-    let pid = parts.next()?.parse().ok()?;
-    let start = parts.next()?.parse().ok()?;
-    parts.next()?.parse::<u32>().ok()?;
-    parts.next().is_none().then_some((pid, start))
+/// The parts of a run's cgroup name, `run-<pid>-<start time>-<n>-<level>`: the process that
+/// made it (pid and start time, to tell whether it still runs) and the level it enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunName {
+    /// The supervisor's pid.
+    pub pid: u32,
+    /// The supervisor's start time (clock ticks since boot, `/proc/PID/stat` field 22).
+    pub start: u64,
+    /// The level the run's programs enforce.
+    pub level: Level,
+}
+
+impl RunName {
+    /// Parses a run's cgroup directory name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<RunName> {
+        let mut parts = name.strip_prefix("run-")?.split('-');
+        let pid = parts.next()?.parse().ok()?;
+        let start = parts.next()?.parse().ok()?;
+        parts.next()?.parse::<u32>().ok()?;
+        let level = parts.next()?.parse().ok()?;
+        parts
+            .next()
+            .is_none()
+            .then_some(RunName { pid, start, level })
+    }
 }
 
 /// Field 22 of `/proc/<pid>/stat`: the start time in clock ticks since boot.
@@ -751,10 +770,22 @@ mod tests {
 
     #[test]
     fn run_names_round_trip() {
-        assert_eq!(parse_run_name("run-123-456-7"), Some((123, 456)));
-        assert_eq!(parse_run_name("run-123-456"), None);
-        assert_eq!(parse_run_name("run-123-456-7-8"), None);
-        assert_eq!(parse_run_name("other"), None);
+        assert_eq!(
+            RunName::parse("run-123-456-7-sealed"),
+            Some(RunName {
+                pid: 123,
+                start: 456,
+                level: Level::Sealed
+            })
+        );
+        assert_eq!(
+            RunName::parse("run-1-2-3-enforced").map(|r| r.level),
+            Some(Level::Enforced)
+        );
+        assert_eq!(RunName::parse("run-123-456-7"), None);
+        assert_eq!(RunName::parse("run-123-456-7-hopeful"), None);
+        assert_eq!(RunName::parse("run-123-456-7-pinned-8"), None);
+        assert_eq!(RunName::parse("other"), None);
     }
 
     #[test]

@@ -32,10 +32,10 @@ fn every_level_loads_attaches_and_leaves_nothing_behind() {
             let attached = Confinement::attached_program_ids(&path).unwrap();
             let expected = match (level, allow_loopback) {
                 (Level::Pinned, false) => 1,
-                (Level::Enforced, false) => 3,
+                (Level::Enforced, false) => 4,
                 (Level::Sealed, false) => 5,
                 (Level::Pinned, true) => 6,
-                (Level::Enforced, true) => 8,
+                (Level::Enforced, true) => 9,
                 (Level::Sealed, true) => 9,
             };
             assert_eq!(
