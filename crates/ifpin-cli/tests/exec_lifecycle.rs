@@ -1,9 +1,10 @@
 //! The pinned interface's life while a confined program runs, and ifpin's own death.
 //!
 //! - `ctl0` is deleted and a different device, leading out of the front, takes its index:
-//!   at `sealed` not one frame of the program reaches that device (the link watch closed the
-//!   filter); at `enforced` (no link watch: the negative control) they do. When `ctl0` comes
-//!   back under its name, at a new index, new connections work again.
+//!   at `sealed` and at `enforced` not one frame of the program reaches that device (the link
+//!   watch closed the filter); at `pinned` (sockets bound to a number, no filter: the negative
+//!   control) they do. When `ctl0` comes back under its name, at a new index, new
+//!   connections work again.
 
 #[path = "exec_support/mod.rs"]
 mod support;
@@ -65,6 +66,18 @@ fn sealed_follows_the_interface_by_name() {
     if !netlab::require_privileged("sealed_follows_the_interface_by_name") {
         return;
     }
+    follows_the_interface_by_name("sealed");
+}
+
+#[test]
+fn enforced_follows_the_interface_by_name() {
+    if !netlab::require_privileged("enforced_follows_the_interface_by_name") {
+        return;
+    }
+    follows_the_interface_by_name("enforced");
+}
+
+fn follows_the_interface_by_name(level: &str) {
     let chassis = Chassis::new().unwrap();
     let _tcp = chassis.serve(Proto::Tcp, PORT).unwrap();
     let connect = [
@@ -72,7 +85,7 @@ fn sealed_follows_the_interface_by_name() {
         Chassis::CONTROL_V4.to_string(),
         PORT.to_string(),
     ];
-    let looping = Looping::start(&chassis, "sealed", &connect);
+    let looping = Looping::start(&chassis, level, &connect);
     assert!(
         looping.wait_for(0, "ok backplane", Duration::from_secs(5)),
         "{:?}",
@@ -127,8 +140,8 @@ fn sealed_follows_the_interface_by_name() {
 }
 
 #[test]
-fn enforced_does_not_follow_the_name_negative_control() {
-    if !netlab::require_privileged("enforced_does_not_follow_the_name_negative_control") {
+fn pinned_does_not_follow_the_name_negative_control() {
+    if !netlab::require_privileged("pinned_does_not_follow_the_name_negative_control") {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -138,14 +151,14 @@ fn enforced_does_not_follow_the_name_negative_control() {
         Chassis::CONTROL_V4.to_string(),
         PORT.to_string(),
     ];
-    let looping = Looping::start(&chassis, "enforced", &connect);
+    let looping = Looping::start(&chassis, "pinned", &connect);
     assert!(looping.wait_for(0, "ok backplane", Duration::from_secs(5)));
     let intruder = take_over_ctl0_index(&chassis);
     std::thread::sleep(Duration::from_millis(1500));
     intruder.settle();
     assert!(
         intruder.count(support::is_program_frame) > 0,
-        "at enforced the pin is a number: the program's traffic should follow it to the intruder"
+        "at pinned the pin is a number: the program's traffic should follow it to the intruder"
     );
     let run = looping.finish();
     assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
