@@ -225,11 +225,13 @@ fn cleanup(json: bool) -> anyhow::Result<ExitCode> {
             serde_json::json!({
                 "removed": paths(&cleanup.removed),
                 "left_populated": paths(&cleanup.left_populated),
+                "failed": cleanup.failed,
             })
         );
         return Ok(ExitCode::SUCCESS);
     }
-    if cleanup.removed.is_empty() && cleanup.left_populated.is_empty() {
+    if cleanup.removed.is_empty() && cleanup.left_populated.is_empty() && cleanup.failed.is_empty()
+    {
         eprintln!("ifpin exec --cleanup: nothing left behind by earlier runs");
     }
     for path in &cleanup.removed {
@@ -239,6 +241,14 @@ fn cleanup(json: bool) -> anyhow::Result<ExitCode> {
         eprintln!(
             "ifpin exec --cleanup: {} still has processes; left confined (run --cleanup again once they exit)",
             path.display()
+        );
+    }
+    for failure in &cleanup.failed {
+        eprintln!(
+            "ifpin exec --cleanup: cannot remove {}: {}; it stays (programs attached), and later \
+             runs are not affected",
+            failure.path.display(),
+            failure.reason
         );
     }
     Ok(ExitCode::SUCCESS)

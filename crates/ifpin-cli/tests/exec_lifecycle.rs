@@ -136,6 +136,7 @@ fn follows_the_interface_by_name(level: &str) {
         run.report()["open_for_index_at_exit"].as_u64(),
         Some(u64::from(chassis.ctl0_index().unwrap()))
     );
+    assert_eq!(run.report()["level_held"], level);
     assert_cgroup_gone(&run.cgroup());
 }
 
@@ -162,11 +163,14 @@ fn pinned_does_not_follow_the_name_negative_control() {
     );
     let run = looping.finish();
     assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
-    // The events were seen and recorded, but not acted on.
+    // The events were seen and recorded, but not acted on; and the report does not claim
+    // a level that the takeover broke.
     let kinds = event_kinds(run.report());
     assert!(
         kinds.iter().any(|(k, a)| k == "deleted" && a == "none"),
         "{kinds:?}"
     );
+    assert_eq!(run.report()["level"], "pinned");
+    assert!(run.report()["level_held"].is_null(), "{}", run.report());
     assert_cgroup_gone(&run.cgroup());
 }

@@ -396,7 +396,7 @@ fn run_cgroup(cgroup: &str) -> Option<&str> {
 /// The level a run enforces, as its cgroup's name records it.
 fn level_of_run(run: &str) -> Option<Level> {
     let name = run.rsplit('/').next()?;
-    crate::confine::RunName::parse(name).map(|r| r.level)
+    crate::confine::RunName::parse(name)?.level
 }
 
 /// `a, b, c`, or `a, b, c and 4 more` when there are more than `max`.

@@ -113,6 +113,17 @@ pub struct StaleCleanup {
     pub removed: Vec<PathBuf>,
     /// Stale cgroups left alone because processes are still inside (they stay confined).
     pub left_populated: Vec<PathBuf>,
+    /// Stale cgroups that could not be removed, and why (they stay, programs attached).
+    pub failed: Vec<StaleFailure>,
+}
+
+/// A stale cgroup [`Confinement::cleanup_stale`] could not remove.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StaleFailure {
+    /// The cgroup.
+    pub path: PathBuf,
+    /// What failed.
+    pub reason: String,
 }
 
 /// Errors of the confinement engine.
@@ -650,29 +661,19 @@ impl Confinement {
                 continue;
             }
             let path = entry.path();
-            let cgroup = Cgroup::open(&path)?;
-            if cgroup.is_populated()? {
-                report.left_populated.push(path);
-                continue;
-            }
-            for attach in AttachType::ALL {
-                let ids = sys::prog_query(cgroup.as_fd(), attach).map_err(|e| {
-                    ConfineError::from_syscall(format!("querying {}", path.display()), e)
-                })?;
-                for id in ids {
-                    let prog = sys::prog_get_fd_by_id(id).map_err(|e| {
-                        ConfineError::from_syscall(format!("opening BPF program {id}"), e)
-                    })?;
-                    sys::prog_detach(cgroup.as_fd(), prog.as_fd(), attach).map_err(|e| {
-                        ConfineError::from_syscall(
-                            format!("detaching BPF program {id} from {}", path.display()),
-                            e,
-                        )
-                    })?;
+            match remove_stale(&path) {
+                Ok(true) => report.removed.push(path),
+                Ok(false) => report.left_populated.push(path),
+                Err(err) => {
+                    let mut reason = err.to_string();
+                    let mut source = std::error::Error::source(&err);
+                    while let Some(cause) = source {
+                        reason.push_str(&format!(": {cause}"));
+                        source = cause.source();
+                    }
+                    report.failed.push(StaleFailure { path, reason });
                 }
             }
-            cgroup.remove()?;
-            report.removed.push(path);
         }
         cgroup::remove_parent_if_empty(&parent);
         Ok(report)
@@ -691,6 +692,31 @@ impl Confinement {
         }
         Ok(out)
     }
+}
+
+/// Detaches the programs of a stale run's cgroup and removes it (nested cgroups included):
+/// `Ok(false)` when processes are still inside (left alone, confined).
+fn remove_stale(path: &Path) -> Result<bool, ConfineError> {
+    let cgroup = Cgroup::open(path)?;
+    if cgroup.is_populated()? {
+        return Ok(false);
+    }
+    for attach in AttachType::ALL {
+        let ids = sys::prog_query(cgroup.as_fd(), attach)
+            .map_err(|e| ConfineError::from_syscall(format!("querying {}", path.display()), e))?;
+        for id in ids {
+            let prog = sys::prog_get_fd_by_id(id)
+                .map_err(|e| ConfineError::from_syscall(format!("opening BPF program {id}"), e))?;
+            sys::prog_detach(cgroup.as_fd(), prog.as_fd(), attach).map_err(|e| {
+                ConfineError::from_syscall(
+                    format!("detaching BPF program {id} from {}", path.display()),
+                    e,
+                )
+            })?;
+        }
+    }
+    cgroup.remove()?;
+    Ok(true)
 }
 
 impl Drop for Confinement {
@@ -725,8 +751,9 @@ pub struct RunName {
     pub pid: u32,
     /// The supervisor's start time (clock ticks since boot, `/proc/PID/stat` field 22).
     pub start: u64,
-    /// The level the run's programs enforce.
-    pub level: Level,
+    /// The level the run's programs enforce (`None` for the names of earlier versions,
+    /// `run-<pid>-<start time>-<n>`, which did not record it).
+    pub level: Option<Level>,
 }
 
 impl RunName {
@@ -775,14 +802,14 @@ mod tests {
             Some(RunName {
                 pid: 123,
                 start: 456,
-                level: Level::Sealed
+                level: Some(Level::Sealed)
             })
         );
         assert_eq!(
             RunName::parse("run-1-2-3-enforced").map(|r| r.level),
-            Some(Level::Enforced)
+            Some(Some(Level::Enforced))
         );
-        assert_eq!(RunName::parse("run-123-456-7"), None);
+        assert_eq!(RunName::parse("run-123-456-7").map(|r| r.level), Some(None));
         assert_eq!(RunName::parse("run-123-456-7-hopeful"), None);
         assert_eq!(RunName::parse("run-123-456-7-pinned-8"), None);
         assert_eq!(RunName::parse("other"), None);

@@ -39,8 +39,13 @@ pub struct Report {
     pub program: String,
     /// Its process id.
     pub pid: u32,
-    /// The level that held for the whole run.
+    /// The level asked for.
     pub level: Level,
+    /// The level that held for the whole run: the level asked for, or `None` when the run
+    /// broke it. Only `pinned` can break: its sockets are bound to an index, which stays
+    /// behind when the interface is deleted or renamed (and another device may take it);
+    /// the filtered levels close the filter instead.
+    pub level_held: Option<Level>,
     /// The interface pinned at the start (name and index).
     pub interface: Interface,
     /// Whether loopback was allowed.
@@ -94,10 +99,19 @@ impl fmt::Display for Report {
                 ""
             }
         )?;
+        let held = match self.level_held {
+            Some(level) => level.to_string(),
+            None => format!(
+                "none (asked for {}: its sockets stay bound to index {} after the interface \
+                 went away, and that index may now be another device's; enforced and sealed \
+                 close the filter instead)",
+                self.level,
+                self.interface.index()
+            ),
+        };
         writeln!(
             f,
-            "ifpin exec: level held: {} on {}, loopback {}",
-            self.level,
+            "ifpin exec: level held: {held} on {}, loopback {}",
             self.interface,
             if self.allow_loopback {
                 "allowed"

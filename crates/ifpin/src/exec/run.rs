@@ -9,7 +9,7 @@ use super::{Blocked, ExecError, ExitSummary, Program, Report, check_privileges, 
 use crate::confine::{ConfineOptions, Confinement, StaleCleanup};
 use crate::interface::{Interface, InterfaceChange};
 use crate::level::Level;
-use crate::linkwatch::{LinkTracker, LinkWatch, PinChange};
+use crate::linkwatch::{LinkEventKind, LinkTracker, LinkWatch, PinChange};
 
 /// How long a failed supervisor waits for a killed cgroup to empty before giving up (and
 /// leaving the programs attached: fail closed).
@@ -181,6 +181,15 @@ pub fn run(
         Some(options.interface.index().get())
     };
     let counters = confinement.close()?;
+    // Pinned sockets are bound to a number: once the interface has gone, the pin no longer
+    // names it. The filtered levels closed their filter at that moment, and hold.
+    let pin_lost = supervised.link_events.iter().any(|e| {
+        matches!(
+            e.kind,
+            LinkEventKind::Deleted | LinkEventKind::Renamed | LinkEventKind::IndexTakenOver
+        )
+    });
+    let level_held = (filtered || !pin_lost).then_some(options.level);
 
     use std::os::unix::process::ExitStatusExt;
     let status = supervised.status;
@@ -188,6 +197,7 @@ pub fn run(
         program: program.name.to_string_lossy().into_owned(),
         pid,
         level: options.level,
+        level_held,
         interface: options.interface.clone(),
         allow_loopback: options.allow_loopback,
         cgroup,
