@@ -763,7 +763,10 @@ impl RunName {
         let pid = parts.next()?.parse().ok()?;
         let start = parts.next()?.parse().ok()?;
         parts.next()?.parse::<u32>().ok()?;
-        let level = parts.next()?.parse().ok()?;
+        let level = match parts.next() {
+            None => None,
+            Some(level) => Some(level.parse().ok()?),
+        };
         parts
             .next()
             .is_none()
