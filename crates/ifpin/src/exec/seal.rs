@@ -7,7 +7,7 @@
 //! | writing its pid into another cgroup's `cgroup.procs`, `clone3(CLONE_INTO_CGROUP)` | own mount and cgroup namespace: every cgroup mount replaced, cgroup2 by a read-only mount that shows only the confinement; `clone3` refused (seccomp) |
 //! | another process's view of the hierarchy (`/proc/PID/root/...`), ptrace, `process_vm_*`, `pidfd_getfd` of a process outside | Landlock: these need ptrace access, which a Landlock domain only has inside itself |
 //! | signals to ifpin or to processes outside (killing the link watch) | Landlock signal scope |
-//! | sysctls (`core_pattern`, `modprobe`, `net.*`), `sysrq-trigger`, `/sys` (`uevent_helper`) | read-only in its mount namespace |
+//! | sysctls (`core_pattern`, `modprobe`, `net.*`), `sysrq-trigger`, `/sys` (`uevent_helper`), other processes' `/proc/PID/oom_score_adj` | `/proc` and `/sys` read-only in its mount namespace |
 //! | asking a host service to run code as root (systemd, the D-Bus system bus, container engines) | their sockets masked in its mount namespace; abstract sockets outside scoped away (Landlock) |
 //! | capabilities: raw and packet sockets, mounts, BPF, module loading, ... | every capability dropped from every set, bounding included; `--keep-cap` keeps one, never one in [`SEAL_BREAKING`] |
 //! | set-user-ID binaries of the host, file capabilities | `no_new_privs` |
@@ -99,16 +99,12 @@ pub const MASKED_SOCKETS: &[&str] = &["/run/docker.sock", "/run/udev/control"];
 const SYSTEMD_RUN: &str = "/run/systemd";
 const SYSTEMD_NOTIFY: &str = "notify";
 
-/// Paths made read-only at sealed (when they exist): kernel tunables and triggers that check
-/// uid 0, not a capability.
-pub const READ_ONLY: &[&str] = &[
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/sys",
-];
+/// Paths made read-only at sealed, with every mount below them: kernel tunables and triggers
+/// that check uid 0, not a capability (`/proc/sys`, `/proc/sysrq-trigger`,
+/// `/sys/kernel/uevent_helper`, ...), and the files of other processes in `/proc` that their
+/// owner's uid may write without ptrace access (raising another process's `oom_score_adj`
+/// would let the program have the kernel kill ifpin).
+pub const READ_ONLY: &[&str] = &["/proc", "/sys"];
 
 /// What the sealed layers are on this run, for the report.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
