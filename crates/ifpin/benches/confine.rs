@@ -114,8 +114,7 @@ fn benches(c: &mut Criterion) {
 fn filter_per_packet(c: &mut Criterion) {
     use ifpin::bpf::programs::{self, Config, Counter, Direction, MapFds};
     use ifpin::bpf::{Asm, Map, Program};
-    use ifpin::sys::bpf::{self as sys, AttachType, ProgType};
-    use std::os::fd::AsFd;
+    use ifpin::bpf::{AttachType, ProgType};
     use std::time::Duration;
 
     if !netlab::require_privileged("confine filter benchmarks") {
@@ -155,7 +154,7 @@ fn filter_per_packet(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let repeat = iters.min(u64::from(u32::MAX)) as u32;
-                let run = sys::prog_test_run(program.as_fd(), &packet, repeat).unwrap();
+                let run = program.test_run(&packet, repeat).unwrap();
                 Duration::from_nanos(u64::from(run.duration_ns) * iters)
             })
         });

@@ -32,7 +32,7 @@ use socket2::{Domain, SockRef, Socket, Type};
 
 fn per_socket(c: &mut Criterion) {
     let lo = Interface::loopback().expect("lo");
-    let index = lo.index().get();
+    let index = lo.index();
     let mut g = c.benchmark_group("per_socket");
     g.measurement_time(Duration::from_secs(4));
     g.warm_up_time(Duration::from_secs(1));
@@ -41,7 +41,7 @@ fn per_socket(c: &mut Criterion) {
     g.bench_function("bare_so_bindtoifindex", |b| {
         b.iter(|| {
             let s = new();
-            ifpin::sys::socket::bind_device_by_index(s.as_fd(), black_box(index)).unwrap();
+            ifpin::pin::bind_device_by_index(&s, black_box(index)).unwrap();
             drop(black_box(s));
         })
     });
@@ -66,14 +66,14 @@ fn per_socket(c: &mut Criterion) {
 /// timed region, in batches, so the noisy `socket()+close()` is not part of the figure.
 fn per_socket_added(c: &mut Criterion) {
     let lo = Interface::loopback().expect("lo");
-    let index = lo.index().get();
+    let index = lo.index();
     let mut g = c.benchmark_group("per_socket_added");
     g.measurement_time(Duration::from_secs(3));
     g.warm_up_time(Duration::from_secs(1));
     g.bench_function("bare_so_bindtoifindex", |b| {
         b.iter_custom(|iters| {
             timed_on_fresh_sockets(iters, |s| {
-                ifpin::sys::socket::bind_device_by_index(s.as_fd(), black_box(index)).unwrap()
+                ifpin::pin::bind_device_by_index(&s, black_box(index)).unwrap()
             })
         })
     });
@@ -336,14 +336,14 @@ fn interleaved() {
 /// The library's added cost per socket over the bare call's, on fresh sockets.
 fn per_socket_ratio(rounds: usize) {
     let lo = Interface::loopback().expect("lo");
-    let index = lo.index().get();
+    let index = lo.index();
     let n = 4 * BATCH;
-    let set = |s: &Socket| ifpin::sys::socket::bind_device_by_index(s.as_fd(), index).unwrap();
+    let set = |s: &Socket| ifpin::pin::bind_device_by_index(s, index).unwrap();
     let times = paired::<3>(rounds, |variant| match variant {
         0 => timed_on_fresh_sockets(n, set),
         1 => timed_on_fresh_sockets(n, |s| {
             set(s);
-            black_box(ifpin::sys::socket::device(s.as_fd()).unwrap());
+            black_box(ifpin::pin::device(&s).unwrap());
         }),
         _ => timed_on_fresh_sockets(n, |s| ifpin::pin(s, &lo).unwrap()),
     });
@@ -432,7 +432,7 @@ fn connect_ratios(pair: &VethPair, rounds: usize, serve: Serve) {
     };
     let (addr, server) = pair.server(port, serve_fn, false);
     let iface = pair.iface.clone();
-    let index = iface.index().get();
+    let index = iface.index();
     let connect_as = |kind: usize| {
         let start = Instant::now();
         for _ in 0..CONNECTS {
@@ -440,9 +440,9 @@ fn connect_ratios(pair: &VethPair, rounds: usize, serve: Serve) {
                 0 => TcpStream::connect(addr).unwrap(),
                 1 | 2 => {
                     let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-                    ifpin::sys::socket::bind_device_by_index(s.as_fd(), index).unwrap();
+                    ifpin::pin::bind_device_by_index(&s, index).unwrap();
                     if kind == 2 {
-                        black_box(ifpin::sys::socket::device(s.as_fd()).unwrap());
+                        black_box(ifpin::pin::device(&s).unwrap());
                     }
                     s.connect(&addr.into()).unwrap();
                     TcpStream::from(s)

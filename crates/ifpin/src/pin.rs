@@ -158,6 +158,23 @@ pub fn check(socket: &impl AsFd, interface: &Interface, op: Op) -> Result<(), Pi
     verify(socket, interface)?.into_result(interface, op)
 }
 
+/// The bare `SO_BINDTOIFINDEX` (Linux ≥ 5.0), with no check before and no read-back after:
+/// the kernel's own cost, for comparison. Prefer [`pin()`], which validates the interface and
+/// reads the binding back.
+#[doc(alias = "SO_BINDTOIFINDEX")]
+pub fn bind_device_by_index(socket: &impl AsFd, index: IfIndex) -> std::io::Result<()> {
+    sys::bind_device_by_index(socket.as_fd(), index.get())
+}
+
+/// The bare `SO_BINDTODEVICE` read: the current name of the device at the bound index, `None`
+/// when the socket is not bound. Allocates nothing.
+#[doc(alias = "SO_BINDTODEVICE")]
+pub fn device(socket: &impl AsFd) -> std::io::Result<Option<DeviceName>> {
+    sys::device(socket.as_fd())
+}
+
+pub use crate::sys::socket::DeviceName;
+
 /// The index `socket` is bound to now (`SO_BINDTOIFINDEX`), `None` when it is not bound.
 pub fn bound_index(socket: &impl AsFd) -> std::io::Result<Option<IfIndex>> {
     sys::device_index(socket.as_fd()).map(IfIndex::new)

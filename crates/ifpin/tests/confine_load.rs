@@ -5,8 +5,8 @@
 use std::os::fd::AsFd;
 
 use ifpin::bpf::{Asm, Insn, LoadError, Program, Reg};
+use ifpin::bpf::{AttachType, ProgType};
 use ifpin::confine::{ConfineOptions, Confinement};
-use ifpin::sys::bpf::{AttachType, ProgType};
 use ifpin::{Interface, Level};
 
 fn privileged(test: &str) -> bool {

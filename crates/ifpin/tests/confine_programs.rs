@@ -4,11 +4,9 @@
 //! No network, no cgroup: the test runs set the packet's device to `lo` (index 1), so "the
 //! allowed interface" is index 1 here.
 
-use std::os::fd::AsFd;
-
 use ifpin::bpf::programs::{self, Config, Counter, Direction, MapFds};
+use ifpin::bpf::{AttachType, ProgType};
 use ifpin::bpf::{Map, Program};
-use ifpin::sys::bpf::{self as sys, AttachType, ProgType};
 
 const PASS: u32 = 1;
 const DROP: u32 = 0;
@@ -87,9 +85,7 @@ impl Filter {
     }
 
     fn verdict(&self, packet: &[u8]) -> u32 {
-        sys::prog_test_run(self.program.as_fd(), packet, 1)
-            .unwrap()
-            .retval
+        self.program.test_run(packet, 1).unwrap().retval
     }
 
     fn count(&self, counter: Counter) -> u64 {

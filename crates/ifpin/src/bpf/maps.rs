@@ -1,19 +1,28 @@
 //! BPF maps owned by this process: created with `BPF_MAP_CREATE`, read and written by key.
 //!
-//! A [`Map`] remembers its key and value sizes and checks every access against them, so the
-//! `sys` call underneath always gets buffers of the size the kernel copies.
+//! A [`Map`] knows its key and value sizes, and every access is checked against them before
+//! the system call: a buffer of the wrong size is an `InvalidInput` error, never a kernel
+//! write past a Rust buffer.
 
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 
-use crate::sys::bpf::{self as sys, MapType, SyscallError};
+use crate::sys::bpf::{self as sys, MapFd, MapType, SyscallError};
 
 /// A BPF map and the sizes it was made with.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # if !nix::unistd::geteuid().is_root() { return Ok(()); }
+/// let map = ifpin::bpf::Map::array("example", 64, 1)?;
+/// let mut too_small = [0u8; 1];
+/// // The kernel would write 64 bytes: refused before the system call.
+/// let err = map.lookup(&0u32.to_ne_bytes(), &mut too_small).unwrap_err();
+/// assert_eq!(err.source.kind(), std::io::ErrorKind::InvalidInput);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Map {
-    fd: OwnedFd,
-    key_size: usize,
-    value_size: usize,
+    inner: MapFd,
 }
 
 impl Map {
@@ -39,54 +48,28 @@ impl Map {
         value_size: usize,
         entries: u32,
     ) -> Result<Map, SyscallError> {
-        let fd = sys::map_create(map_type, key_size as u32, value_size as u32, entries, name)?;
-        Ok(Map {
-            fd,
-            key_size,
-            value_size,
-        })
+        let inner = sys::map_create(map_type, key_size as u32, value_size as u32, entries, name)?;
+        Ok(Map { inner })
     }
 
     /// The raw descriptor, as programs embed it with [`crate::bpf::Insn::ld_map_fd`].
     pub fn raw_fd(&self) -> i32 {
-        self.fd.as_raw_fd()
-    }
-
-    fn check(&self, call: &'static str, key: &[u8], value: &[u8]) -> Result<(), SyscallError> {
-        if key.len() != self.key_size || value.len() != self.value_size {
-            return Err(SyscallError {
-                call,
-                source: io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "key/value of {}/{} bytes for a map of {}/{} bytes",
-                        key.len(),
-                        value.len(),
-                        self.key_size,
-                        self.value_size
-                    ),
-                ),
-            });
-        }
-        Ok(())
+        self.inner.raw_fd()
     }
 
     /// Stores `value` under `key` (`BPF_ANY`).
     pub fn update(&self, key: &[u8], value: &[u8]) -> Result<(), SyscallError> {
-        self.check("BPF_MAP_UPDATE_ELEM", key, value)?;
-        sys::map_update_elem(self.fd.as_fd(), key, value, sys::BPF_ANY)
+        self.inner.update(key, value, sys::BPF_ANY)
     }
 
     /// Reads the value under `key` into `value`.
     pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> Result<(), SyscallError> {
-        self.check("BPF_MAP_LOOKUP_ELEM", key, value)?;
-        sys::map_lookup_elem(self.fd.as_fd(), key, value)
+        self.inner.lookup(key, value)
     }
 
     /// Removes `key` (hash maps); `Ok(false)` if it was not there.
     pub fn delete(&self, key: &[u8]) -> Result<bool, SyscallError> {
-        self.check("BPF_MAP_DELETE_ELEM", key, &vec![0; self.value_size])?;
-        match sys::map_delete_elem(self.fd.as_fd(), key) {
+        match self.inner.delete(key) {
             Ok(()) => Ok(true),
             Err(err) if err.errno() == Some(libc::ENOENT) => Ok(false),
             Err(err) => Err(err),
@@ -97,10 +80,11 @@ impl Map {
     pub fn keys(&self) -> Result<Vec<Vec<u8>>, SyscallError> {
         let mut keys: Vec<Vec<u8>> = Vec::new();
         loop {
-            let mut next = vec![0u8; self.key_size];
-            let more =
-                sys::map_get_next_key(self.fd.as_fd(), keys.last().map(Vec::as_slice), &mut next)?;
-            if !more {
+            let mut next = vec![0u8; self.inner.key_size()];
+            if !self
+                .inner
+                .next_key(keys.last().map(Vec::as_slice), &mut next)?
+            {
                 return Ok(keys);
             }
             keys.push(next);
@@ -117,6 +101,6 @@ impl Map {
 
 impl AsFd for Map {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.inner.as_fd()
     }
 }

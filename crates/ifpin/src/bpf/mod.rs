@@ -18,7 +18,9 @@ pub use asm::{Asm, AsmError};
 pub use insn::{Cond, Helper, Insn, Reg, Size};
 pub use maps::Map;
 
-use crate::sys::bpf::{self as sys, AttachType, ProgType, SyscallError};
+pub use crate::sys::bpf::{AttachType, ProgType, SyscallError, TestRun};
+
+use crate::sys::bpf as sys;
 
 /// The license the programs are loaded under (GPL-compatible, as some helpers require).
 pub const LICENSE: &str = "Dual MIT/GPL";
@@ -151,6 +153,13 @@ impl Program {
     /// The attach point it was verified for.
     pub fn attach_type(&self) -> AttachType {
         self.attach_type
+    }
+
+    /// Runs the program `repeat` times on a packet made of `data` (`BPF_PROG_TEST_RUN`; an
+    /// Ethernet frame for `cgroup_skb` programs), without attaching it anywhere.
+    #[doc(alias = "BPF_PROG_TEST_RUN")]
+    pub fn test_run(&self, data: &[u8], repeat: u32) -> Result<TestRun, SyscallError> {
+        sys::prog_test_run(self.fd.as_fd(), data, repeat)
     }
 }
 

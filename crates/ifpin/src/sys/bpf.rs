@@ -254,6 +254,17 @@ fn fd_result(ret: i64) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(ret as i32) }
 }
 
+/// A map's descriptor with the key and value sizes it was created with. Every access is
+/// checked against them before the system call, because the kernel copies exactly that many
+/// bytes whatever the caller's buffer: a wrong size is an `InvalidInput` error, never a kernel
+/// read or write past a Rust buffer.
+#[derive(Debug)]
+pub struct MapFd {
+    fd: OwnedFd,
+    key_size: usize,
+    value_size: usize,
+}
+
 /// `BPF_MAP_CREATE`: a new map; `name` is cut to 15 bytes.
 #[doc(alias = "BPF_MAP_CREATE")]
 pub fn map_create(
@@ -262,7 +273,7 @@ pub fn map_create(
     value_size: u32,
     max_entries: u32,
     name: &str,
-) -> Result<OwnedFd, SyscallError> {
+) -> Result<MapFd, SyscallError> {
     let mut attr = MapCreateAttr {
         map_type: map_type as u32,
         key_size,
@@ -272,81 +283,118 @@ pub fn map_create(
         ..Default::default()
     };
     // SAFETY: MAP_CREATE reads only the plain integers of `attr`.
-    unsafe { sys_bpf(cmd::MAP_CREATE, &mut attr, "BPF_MAP_CREATE") }.map(fd_result)
+    let fd = unsafe { sys_bpf(cmd::MAP_CREATE, &mut attr, "BPF_MAP_CREATE") }.map(fd_result)?;
+    Ok(MapFd {
+        fd,
+        key_size: key_size as usize,
+        value_size: value_size as usize,
+    })
 }
 
-/// `BPF_MAP_LOOKUP_ELEM`: copies the value stored under `key` into `value`.
-///
-/// `key` and `value` must be exactly the map's key and value sizes; the caller checks.
-#[doc(alias = "BPF_MAP_LOOKUP_ELEM")]
-pub fn map_lookup_elem(
-    map: BorrowedFd<'_>,
-    key: &[u8],
-    value: &mut [u8],
-) -> Result<(), SyscallError> {
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        value: value.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    // SAFETY: the kernel reads key_size bytes from `key` and writes value_size bytes to
-    // `value`; the caller passes slices of exactly those sizes.
-    unsafe { sys_bpf(cmd::MAP_LOOKUP_ELEM, &mut attr, "BPF_MAP_LOOKUP_ELEM") }.map(drop)
-}
+impl MapFd {
+    /// The key size, in bytes.
+    pub fn key_size(&self) -> usize {
+        self.key_size
+    }
 
-/// `BPF_MAP_UPDATE_ELEM` with `flags` (e.g. [`BPF_ANY`]).
-#[doc(alias = "BPF_MAP_UPDATE_ELEM")]
-pub fn map_update_elem(
-    map: BorrowedFd<'_>,
-    key: &[u8],
-    value: &[u8],
-    flags: u64,
-) -> Result<(), SyscallError> {
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        value: value.as_ptr() as u64,
-        flags,
-        ..Default::default()
-    };
-    // SAFETY: the kernel reads key_size and value_size bytes; the caller passes slices of
-    // exactly those sizes.
-    unsafe { sys_bpf(cmd::MAP_UPDATE_ELEM, &mut attr, "BPF_MAP_UPDATE_ELEM") }.map(drop)
-}
+    fn check(
+        &self,
+        call: &'static str,
+        keys: &[usize],
+        value: Option<usize>,
+    ) -> Result<(), SyscallError> {
+        let keys_ok = keys.iter().all(|&k| k == self.key_size);
+        let value_ok = value.is_none_or(|v| v == self.value_size);
+        if keys_ok && value_ok {
+            return Ok(());
+        }
+        Err(SyscallError {
+            call,
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "key(s) of {keys:?} bytes and a value of {value:?} bytes for a map of {}-byte \
+                     keys and {}-byte values",
+                    self.key_size, self.value_size
+                ),
+            ),
+        })
+    }
 
-/// `BPF_MAP_DELETE_ELEM`: removes `key`; `ENOENT` if it is not there.
-#[doc(alias = "BPF_MAP_DELETE_ELEM")]
-pub fn map_delete_elem(map: BorrowedFd<'_>, key: &[u8]) -> Result<(), SyscallError> {
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        ..Default::default()
-    };
-    // SAFETY: the kernel reads key_size bytes from `key`; the caller passes exactly that.
-    unsafe { sys_bpf(cmd::MAP_DELETE_ELEM, &mut attr, "BPF_MAP_DELETE_ELEM") }.map(drop)
-}
+    /// `BPF_MAP_LOOKUP_ELEM`: copies the value stored under `key` into `value`.
+    #[doc(alias = "BPF_MAP_LOOKUP_ELEM")]
+    pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> Result<(), SyscallError> {
+        self.check("BPF_MAP_LOOKUP_ELEM", &[key.len()], Some(value.len()))?;
+        let mut attr = MapElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: key.as_ptr() as u64,
+            value: value.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        // SAFETY: the kernel reads key_size bytes from `key` and writes value_size bytes to
+        // `value`; `check` made sure the slices have exactly those sizes.
+        unsafe { sys_bpf(cmd::MAP_LOOKUP_ELEM, &mut attr, "BPF_MAP_LOOKUP_ELEM") }.map(drop)
+    }
 
-/// `BPF_MAP_GET_NEXT_KEY`: writes the key after `key` (the first key when `key` is `None`)
-/// into `next`; `Ok(false)` at the end of the map.
-#[doc(alias = "BPF_MAP_GET_NEXT_KEY")]
-pub fn map_get_next_key(
-    map: BorrowedFd<'_>,
-    key: Option<&[u8]>,
-    next: &mut [u8],
-) -> Result<bool, SyscallError> {
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        key: key.map_or(0, |k| k.as_ptr() as u64),
-        value: next.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    // SAFETY: the kernel reads key_size bytes from `key` (if any) and writes key_size bytes
-    // to `next`; the caller passes slices of exactly that size.
-    match unsafe { sys_bpf(cmd::MAP_GET_NEXT_KEY, &mut attr, "BPF_MAP_GET_NEXT_KEY") } {
-        Ok(_) => Ok(true),
-        Err(err) if err.errno() == Some(libc::ENOENT) => Ok(false),
-        Err(err) => Err(err),
+    /// `BPF_MAP_UPDATE_ELEM` with `flags` (e.g. [`BPF_ANY`]).
+    #[doc(alias = "BPF_MAP_UPDATE_ELEM")]
+    pub fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), SyscallError> {
+        self.check("BPF_MAP_UPDATE_ELEM", &[key.len()], Some(value.len()))?;
+        let mut attr = MapElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: key.as_ptr() as u64,
+            value: value.as_ptr() as u64,
+            flags,
+            ..Default::default()
+        };
+        // SAFETY: the kernel reads key_size and value_size bytes; `check` made sure the
+        // slices have exactly those sizes.
+        unsafe { sys_bpf(cmd::MAP_UPDATE_ELEM, &mut attr, "BPF_MAP_UPDATE_ELEM") }.map(drop)
+    }
+
+    /// `BPF_MAP_DELETE_ELEM`: removes `key`; `ENOENT` if it is not there.
+    #[doc(alias = "BPF_MAP_DELETE_ELEM")]
+    pub fn delete(&self, key: &[u8]) -> Result<(), SyscallError> {
+        self.check("BPF_MAP_DELETE_ELEM", &[key.len()], None)?;
+        let mut attr = MapElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: key.as_ptr() as u64,
+            ..Default::default()
+        };
+        // SAFETY: the kernel reads key_size bytes from `key`; `check` made sure of its size.
+        unsafe { sys_bpf(cmd::MAP_DELETE_ELEM, &mut attr, "BPF_MAP_DELETE_ELEM") }.map(drop)
+    }
+
+    /// `BPF_MAP_GET_NEXT_KEY`: writes the key after `key` (the first key when `key` is
+    /// `None`) into `next`; `Ok(false)` at the end of the map.
+    #[doc(alias = "BPF_MAP_GET_NEXT_KEY")]
+    pub fn next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<bool, SyscallError> {
+        let sizes: Vec<usize> = key.iter().map(|k| k.len()).chain([next.len()]).collect();
+        self.check("BPF_MAP_GET_NEXT_KEY", &sizes, None)?;
+        let mut attr = MapElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: key.map_or(0, |k| k.as_ptr() as u64),
+            value: next.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        // SAFETY: the kernel reads key_size bytes from `key` (if any) and writes key_size
+        // bytes to `next`; `check` made sure of both sizes.
+        match unsafe { sys_bpf(cmd::MAP_GET_NEXT_KEY, &mut attr, "BPF_MAP_GET_NEXT_KEY") } {
+            Ok(_) => Ok(true),
+            Err(err) if err.errno() == Some(libc::ENOENT) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The raw descriptor, as programs embed it.
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    /// The descriptor.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
     }
 }
 
@@ -524,6 +572,27 @@ mod tests {
         assert_eq!(std::mem::offset_of!(TestRunAttr, repeat), 32);
         assert_eq!(std::mem::offset_of!(TestRunAttr, ctx_in), 48);
         assert_eq!(std::mem::size_of::<TestRunAttr>(), 72);
+    }
+
+    #[test]
+    fn map_accesses_of_the_wrong_size_are_refused_before_the_call() {
+        // Any descriptor will do: the size check comes first, so nothing reaches the kernel.
+        let map = MapFd {
+            fd: std::fs::File::open("/dev/null").unwrap().into(),
+            key_size: 4,
+            value_size: 64,
+        };
+        let mut small = [0u8; 1];
+        for err in [
+            map.lookup(&0u32.to_ne_bytes(), &mut small).unwrap_err(),
+            map.update(&0u32.to_ne_bytes(), &small, BPF_ANY)
+                .unwrap_err(),
+            map.delete(&[0u8; 2]).unwrap_err(),
+            map.next_key(None, &mut small).unwrap_err(),
+            map.next_key(Some(&[0u8; 8]), &mut [0u8; 4]).unwrap_err(),
+        ] {
+            assert_eq!(err.source.kind(), io::ErrorKind::InvalidInput, "{err:?}");
+        }
     }
 
     #[test]

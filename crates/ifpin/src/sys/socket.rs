@@ -121,27 +121,6 @@ impl std::fmt::Debug for DeviceName {
     }
 }
 
-/// Reads `SO_ERROR`: the pending error of the socket, cleared by the read.
-#[doc(alias = "SO_ERROR")]
-pub fn take_error(fd: BorrowedFd<'_>) -> io::Result<Option<io::Error>> {
-    let mut value: c_int = 0;
-    let mut len = mem::size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: `value` and `len` are live and `len` holds the size of `value`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&raw mut value).cast(),
-            &mut len,
-        )
-    };
-    if rc == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((value != 0).then(|| io::Error::from_raw_os_error(value)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,7 +132,6 @@ mod tests {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         assert_eq!(device_index(s.as_fd()).unwrap(), 0);
         assert_eq!(device(s.as_fd()).unwrap(), None);
-        assert!(take_error(s.as_fd()).unwrap().is_none());
     }
 
     #[test]
