@@ -2,7 +2,8 @@
 //!
 //! - `ctl0` is deleted and a different device, leading out of the front, takes its index:
 //!   at `sealed` not one frame of the program reaches that device (the link watch closed the
-//!   filter); at `enforced` (no link watch: the negative control) they do. When `ctl0` comes
+//!   filter); at `pinned` (no filter to close: the negative control) they do. (`enforced`
+//!   closes too: `exec_sealed.rs` tests it.) When `ctl0` comes
 //!   back under its name, at a new index, new connections work again.
 
 #[path = "exec_support/mod.rs"]
@@ -10,55 +11,10 @@ mod support;
 
 use std::time::Duration;
 
-use netlab::{Chassis, FrameCounter, Peer, Proto};
-use serde_json::Value;
-use support::{Looping, assert_cgroup_gone};
+use netlab::{Chassis, Proto};
+use support::{Looping, assert_cgroup_gone, link_events as event_kinds, take_over_ctl0_index};
 
 const PORT: u16 = 7_501;
-
-/// Deletes ctl0 and creates `intruder` with ctl0's old index, leading to the front peer,
-/// with a route for the control destination through it. Returns a counter on its far end.
-fn take_over_ctl0_index(chassis: &Chassis) -> FrameCounter {
-    let old_index = chassis.ctl0_index().unwrap();
-    chassis.delete_ctl0().unwrap();
-    chassis
-        .add_host_link("intruder", Some(old_index), Peer::Front, "peer-intr")
-        .unwrap();
-    assert_eq!(chassis.host().ifindex("intruder").unwrap(), old_index);
-    let counter = FrameCounter::open(chassis.front(), "peer-intr").unwrap();
-    chassis
-        .front()
-        .add_addr("peer-intr", "10.30.0.2/24")
-        .unwrap();
-    chassis.host().add_addr("intruder", "10.30.0.1/24").unwrap();
-    chassis
-        .host()
-        .ip(&[
-            "route",
-            "replace",
-            &format!("{}/32", Chassis::CONTROL_V4),
-            "via",
-            "10.30.0.2",
-            "dev",
-            "intruder",
-        ])
-        .unwrap();
-    counter
-}
-
-fn event_kinds(report: &Value) -> Vec<(String, String)> {
-    report["link_events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap().to_owned(),
-                e["action"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn sealed_follows_the_interface_by_name() {
@@ -127,8 +83,8 @@ fn sealed_follows_the_interface_by_name() {
 }
 
 #[test]
-fn enforced_does_not_follow_the_name_negative_control() {
-    if !netlab::require_privileged("enforced_does_not_follow_the_name_negative_control") {
+fn pinned_does_not_follow_the_name_negative_control() {
+    if !netlab::require_privileged("pinned_does_not_follow_the_name_negative_control") {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -138,14 +94,14 @@ fn enforced_does_not_follow_the_name_negative_control() {
         Chassis::CONTROL_V4.to_string(),
         PORT.to_string(),
     ];
-    let looping = Looping::start(&chassis, "enforced", &connect);
+    let looping = Looping::start(&chassis, "pinned", &connect);
     assert!(looping.wait_for(0, "ok backplane", Duration::from_secs(5)));
     let intruder = take_over_ctl0_index(&chassis);
     std::thread::sleep(Duration::from_millis(1500));
     intruder.settle();
     assert!(
         intruder.count(support::is_program_frame) > 0,
-        "at enforced the pin is a number: the program's traffic should follow it to the intruder"
+        "at pinned the pin is a number: the program's traffic should follow it to the intruder"
     );
     let run = looping.finish();
     assert_eq!(run.status.code(), Some(0), "{}", run.stderr);

