@@ -431,16 +431,24 @@ pub struct Leftovers {
 }
 
 impl Leftovers {
-    /// Kills `pid` on drop if it still runs in `cgroup` (a `0::` path; checked, so that a
-    /// reused pid is left alone).
+    /// Kills `pid` on drop if it still runs in `cgroup`, the `0::` path of an ifpin run
+    /// (checked, so that a reused pid is left alone; any other path, such as the `/` a
+    /// program sees in a cgroup namespace, registers nothing).
     pub fn kill_on_drop(&mut self, pid: u32, cgroup: &str) {
-        self.pids.push((pid, cgroup.to_owned()));
+        if is_run_cgroup(cgroup) {
+            self.pids.push((pid, cgroup.to_owned()));
+        }
     }
 
-    /// Removes `dir` (a cgroup, empty by then) on drop if it still exists; give children
-    /// after their parents.
+    /// Removes `dir` (a cgroup of an ifpin run or below it, empty by then) on drop if it
+    /// still exists; give children after their parents. Other paths are ignored.
     pub fn rmdir_on_drop(&mut self, dir: PathBuf) {
-        self.cgroups.push(dir);
+        if dir
+            .strip_prefix(cgroup2_mount())
+            .is_ok_and(|rel| is_run_cgroup(&format!("/{}", rel.display())))
+        {
+            self.cgroups.push(dir);
+        }
     }
 }
 
@@ -472,6 +480,11 @@ impl Drop for Leftovers {
         }
         let _ = Command::new(ifpin()).args(["exec", "--cleanup"]).output();
     }
+}
+
+/// Whether `relative` (a `0::` path) is an ifpin run's cgroup or below one.
+fn is_run_cgroup(relative: &str) -> bool {
+    relative.starts_with("/ifpin/run-")
 }
 
 /// The cgroup v2 directory of `relative` (a `0::` path of `/proc/PID/cgroup`).
