@@ -380,15 +380,25 @@ fn borrowing_a_socket_from_outside() {
 const GROUP4: &str = "239.1.2.3";
 const SSM_GROUP: &str = "232.1.2.4";
 const GROUP6: &str = "ff15::1:2:3";
+const LEGACY_GROUP: &str = "239.1.2.5";
+const JOIN_GROUP: &str = "239.1.2.6";
+const SOURCE_GROUP: &str = "232.1.2.7";
 
 /// Membership reports for the test's groups among the frames the host sent on a link since
 /// the last call. With IGMPv2 and MLDv1 a report is addressed to its group.
 fn membership_reports(counter: &FrameCounter) -> usize {
     counter.settle();
-    let groups: Vec<std::net::IpAddr> = [GROUP4, SSM_GROUP, GROUP6]
-        .iter()
-        .map(|g| g.parse().unwrap())
-        .collect();
+    let groups: Vec<std::net::IpAddr> = [
+        GROUP4,
+        SSM_GROUP,
+        GROUP6,
+        LEGACY_GROUP,
+        JOIN_GROUP,
+        SOURCE_GROUP,
+    ]
+    .iter()
+    .map(|g| g.parse().unwrap())
+    .collect();
     counter
         .take_all()
         .iter()
@@ -398,22 +408,31 @@ fn membership_reports(counter: &FrameCounter) -> usize {
         .count()
 }
 
-fn mcast_args(index: u32) -> Vec<(&'static str, String)> {
+/// The `mcast` arguments for the interface of index `index` and IPv4 address `addr`.
+fn mcast_args(index: u32, addr: std::net::Ipv4Addr) -> Vec<(&'static str, String)> {
     vec![
         ("index", index.to_string()),
         ("group4", GROUP4.to_owned()),
         ("ssm-group", SSM_GROUP.to_owned()),
         ("ssm-source", Chassis::FRONT_V4.to_string()),
         ("group6", GROUP6.to_owned()),
+        ("iface-addr", addr.to_string()),
+        ("legacy-group", LEGACY_GROUP.to_owned()),
+        ("join-group", JOIN_GROUP.to_owned()),
+        ("source-group", SOURCE_GROUP.to_owned()),
         ("hold-ms", "1200".to_owned()),
     ]
 }
 
-const JOINS: [&str; 3] = [
+/// The joins that name the interface by index (allowed for the pinned one).
+const JOINS: [&str; 4] = [
     "IP_ADD_MEMBERSHIP(ip_mreqn)",
     "MCAST_JOIN_SOURCE_GROUP",
+    "MCAST_JOIN_GROUP",
     "IPV6_ADD_MEMBERSHIP",
 ];
+/// The joins that name the interface by address (refused whatever they name).
+const ADDRESS_JOINS: [&str; 2] = ["IP_ADD_MEMBERSHIP(ip_mreq)", "IP_ADD_SOURCE_MEMBERSHIP"];
 
 // 5. Multicast joins naming eth1: the host's IGMP/MLD reports leave through it.
 #[test]
@@ -432,21 +451,21 @@ fn multicast_joins_on_another_interface() {
     }
     let front = chassis.front_counter().unwrap();
     let backplane = chassis.backplane_counter().unwrap();
-    let eth1 = chassis.eth1_index().unwrap();
-    let ctl0 = chassis.ctl0_index().unwrap();
+    let eth1_args = mcast_args(chassis.eth1_index().unwrap(), Chassis::HOST_ETH1_V4);
+    let ctl0_args = mcast_args(chassis.ctl0_index().unwrap(), Chassis::HOST_CTL0_V4);
     membership_reports(&front);
 
     // Refused at sealed, and at enforced (the setsockopt guard holds at both).
     for level in ["sealed", "enforced"] {
         let side = format!("{SEALED} ({level})");
-        let (run, result) = attack(&chassis, level, &[], "mcast", &mcast_args(eth1));
+        let (run, result) = attack(&chassis, level, &[], "mcast", &eth1_args);
         let reports = membership_reports(&front);
         checks.ran(&side, &run, level);
-        for call in JOINS {
+        for call in JOINS.iter().chain(&ADDRESS_JOINS) {
             checks.step(&side, &result, call, "EPERM");
         }
         let refused = run.report.as_ref().map(|_| run.blocked("setsockopt"));
-        checks.check(&side, refused == Some(3), || {
+        checks.check(&side, refused == Some(6), || {
             format!("the refused joins are counted: setsockopt {refused:?}")
         });
         checks.check(&side, reports == 0, || {
@@ -456,7 +475,7 @@ fn multicast_joins_on_another_interface() {
 
     // A join naming ctl0 is a legitimate control-plane use: it works at sealed.
     membership_reports(&backplane);
-    let (run, result) = attack(&chassis, "sealed", &[], "mcast", &mcast_args(ctl0));
+    let (run, result) = attack(&chassis, "sealed", &[], "mcast", &ctl0_args);
     checks.ran(SEALED, &run, "sealed");
     for call in JOINS {
         checks.step(&format!("{SEALED} (ctl0)"), &result, call, "ok");
@@ -470,13 +489,14 @@ fn multicast_joins_on_another_interface() {
     });
 
     // At pinned the joins work and the reports leave through eth1.
-    let (run, control) = attack(&chassis, "pinned", &[], "mcast", &mcast_args(eth1));
+    let (run, control) = attack(&chassis, "pinned", &[], "mcast", &eth1_args);
     let reports = membership_reports(&front);
+    eprintln!("mcast at pinned: {reports} membership report(s) on eth1");
     checks.ran(CONTROL, &run, "pinned");
-    for call in JOINS {
+    for call in JOINS.iter().chain(&ADDRESS_JOINS) {
         checks.step(CONTROL, &control, call, "ok");
     }
-    checks.check(CONTROL, reports >= 3, || {
+    checks.check(CONTROL, reports >= 6, || {
         format!("{reports} membership report(s) on eth1, expected one per group at least")
     });
     checks.finish();

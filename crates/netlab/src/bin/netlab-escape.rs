@@ -16,6 +16,7 @@
 //! netlab-escape proc-root-cgroup --pid P --uid U --dst ADDR --port N
 //! netlab-escape borrow-fd        --pid P --fd N --uid U --dst ADDR --port N
 //! netlab-escape mcast            --index I --group4 G --ssm-group G --ssm-source S --group6 G
+//!                                [--iface-addr A --legacy-group G --join-group G --source-group G]
 //! netlab-escape errqueue         --port N --wait-ms MS
 //! netlab-escape kill-parent
 //! netlab-escape int80-bindtodevice --iface NAME
@@ -543,8 +544,10 @@ fn setsockopt_raw(fd: RawFd, level: i32, name: i32, value: &[u8]) -> Result<(), 
 }
 
 /// Joins multicast groups on interface `--index`: `IP_ADD_MEMBERSHIP` (`ip_mreqn`),
-/// `MCAST_JOIN_SOURCE_GROUP` and `IPV6_ADD_MEMBERSHIP`, keeping the memberships long enough for
-/// the host's reports to go out.
+/// `MCAST_JOIN_SOURCE_GROUP` and `IPV6_ADD_MEMBERSHIP`; with `--iface-addr` (the interface's
+/// IPv4 address) also the 8-byte `ip_mreq` form (`--legacy-group`), `MCAST_JOIN_GROUP`
+/// (`--join-group`) and `IP_ADD_SOURCE_MEMBERSHIP` (`--source-group`). Keeps the memberships
+/// long enough for the host's reports to go out.
 fn mcast(args: &Args, report: &mut Report) -> Result<(), String> {
     let index: i32 = args.parse_as("index")?;
     let group4 = ipv4(args.get("group4")?)?;
@@ -584,6 +587,48 @@ fn mcast(args: &Args, report: &mut Report) -> Result<(), String> {
             &gsr,
         ),
     );
+    // The address-based forms, naming the interface by one of its addresses, when given.
+    if let Ok(iface_addr) = args.get("iface-addr").and_then(ipv4) {
+        let legacy = ipv4(args.get("legacy-group")?)?;
+        let any_group = ipv4(args.get("join-group")?)?;
+        let source_group = ipv4(args.get("source-group")?)?;
+        // struct ip_mreq { in_addr imr_multiaddr, imr_interface; } (8 bytes)
+        let mreq = [legacy, iface_addr].concat();
+        report.step(
+            "IP_ADD_MEMBERSHIP(ip_mreq)",
+            setsockopt_raw(
+                v4.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_ADD_MEMBERSHIP,
+                &mreq,
+            ),
+        );
+        // struct group_req { u32 gr_interface; (pad 4) sockaddr_storage gr_group; }
+        let mut gr = vec![0u8; 8 + 128];
+        gr[0..4].copy_from_slice(&(index as u32).to_ne_bytes());
+        gr[8..10].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        gr[12..16].copy_from_slice(&any_group);
+        report.step(
+            "MCAST_JOIN_GROUP",
+            setsockopt_raw(
+                v4.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::MCAST_JOIN_GROUP,
+                &gr,
+            ),
+        );
+        // struct ip_mreq_source { in_addr imr_multiaddr, imr_interface, imr_sourceaddr; }
+        let mreq_source = [source_group, iface_addr, ssm_source].concat();
+        report.step(
+            "IP_ADD_SOURCE_MEMBERSHIP",
+            setsockopt_raw(
+                v4.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_ADD_SOURCE_MEMBERSHIP,
+                &mreq_source,
+            ),
+        );
+    }
     let v6 = UdpSocket::bind("[::]:0").map_err(|e| format!("udp6 socket: {e}"))?;
     // struct ipv6_mreq { in6_addr ipv6mr_multiaddr; int ipv6mr_interface; }
     let mut mreq6 = group6.octets().to_vec();
