@@ -11,55 +11,10 @@ mod support;
 
 use std::time::Duration;
 
-use netlab::{Chassis, FrameCounter, Peer, Proto};
-use serde_json::Value;
-use support::{Looping, assert_cgroup_gone};
+use netlab::{Chassis, Proto};
+use support::{Looping, assert_cgroup_gone, link_events as event_kinds, take_over_ctl0_index};
 
 const PORT: u16 = 7_501;
-
-/// Deletes ctl0 and creates `intruder` with ctl0's old index, leading to the front peer,
-/// with a route for the control destination through it. Returns a counter on its far end.
-fn take_over_ctl0_index(chassis: &Chassis) -> FrameCounter {
-    let old_index = chassis.ctl0_index().unwrap();
-    chassis.delete_ctl0().unwrap();
-    chassis
-        .add_host_link("intruder", Some(old_index), Peer::Front, "peer-intr")
-        .unwrap();
-    assert_eq!(chassis.host().ifindex("intruder").unwrap(), old_index);
-    let counter = FrameCounter::open(chassis.front(), "peer-intr").unwrap();
-    chassis
-        .front()
-        .add_addr("peer-intr", "10.30.0.2/24")
-        .unwrap();
-    chassis.host().add_addr("intruder", "10.30.0.1/24").unwrap();
-    chassis
-        .host()
-        .ip(&[
-            "route",
-            "replace",
-            &format!("{}/32", Chassis::CONTROL_V4),
-            "via",
-            "10.30.0.2",
-            "dev",
-            "intruder",
-        ])
-        .unwrap();
-    counter
-}
-
-fn event_kinds(report: &Value) -> Vec<(String, String)> {
-    report["link_events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap().to_owned(),
-                e["action"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn sealed_follows_the_interface_by_name() {

@@ -281,3 +281,230 @@ pub fn is_program_frame(frame: &netlab::frame::Frame) -> bool {
         && matches!(frame.icmp_type(), Some(135 | 136));
     frame.arp().is_none() && !neighbour_discovery
 }
+
+/// The hostile helper `netlab-escape` (a binary of the netlab crate), next to `ifpin` in the
+/// same target directory. A `cargo test -p ifpin-cli` does not build another package's
+/// binaries, so it is built here once per test process (a no-op when it is up to date).
+pub fn netlab_escape() -> &'static Path {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let ifpin = Path::new(ifpin());
+        let profile_dir = ifpin.parent().expect("ifpin is in a profile directory");
+        let target_dir = profile_dir
+            .parent()
+            .expect("the profile is in a target dir");
+        let profile = match profile_dir.file_name().and_then(OsStr::to_str) {
+            Some("debug") | None => "dev".to_owned(),
+            Some(other) => other.to_owned(),
+        };
+        let status = Command::new(env!("CARGO"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--quiet", "-p", "netlab", "--bin", "netlab-escape"])
+            .arg("--profile")
+            .arg(&profile)
+            .arg("--target-dir")
+            .arg(target_dir)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building netlab-escape failed: {status}");
+        let path = profile_dir.join("netlab-escape");
+        assert!(path.exists(), "{} was not built", path.display());
+        path
+    })
+}
+
+/// The argv running `netlab-escape ATTACK --key value...`.
+pub fn escape_argv(attack: &str, args: &[(&str, String)]) -> Vec<String> {
+    let mut argv = vec![netlab_escape().display().to_string(), attack.to_owned()];
+    for (key, value) in args {
+        argv.push(format!("--{key}"));
+        argv.push(value.clone());
+    }
+    argv
+}
+
+/// The last line of `stdout` that is a JSON object (the result of `netlab-escape` or
+/// `leak_vectors.py`).
+pub fn last_json_line(stdout: &str) -> Value {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("the program printed no JSON result: {stdout:?}"));
+    serde_json::from_str(line).expect("the program's result is JSON")
+}
+
+/// The results of every step named `call` of a `netlab-escape` result, in order.
+pub fn step_results(result: &Value, call: &str) -> Vec<String> {
+    result["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no steps in {result}"))
+        .iter()
+        .filter(|s| s["call"] == call)
+        .map(|s| s["result"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The result of the first step named `call` (`"missing"` if it was not tried).
+pub fn step_result(result: &Value, call: &str) -> String {
+    step_results(result, call)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "missing".to_owned())
+}
+
+/// The detail of the first step named `call`, if any.
+pub fn step_detail(result: &Value, call: &str) -> Option<String> {
+    result["steps"].as_array()?.iter().find_map(|s| {
+        (s["call"] == call)
+            .then(|| s["detail"].as_str().map(str::to_owned))
+            .flatten()
+    })
+}
+
+/// Frames on a link's far end since the last call that can be the program's (see
+/// [`is_program_frame`]): how many and what they were; the counter is cleared.
+pub fn program_frames(counter: &netlab::FrameCounter) -> (usize, String) {
+    counter.settle();
+    let seen = (counter.count(is_program_frame), counter.describe());
+    counter.clear();
+    seen
+}
+
+/// Deletes ctl0 and creates `intruder` with ctl0's old index, leading to the front peer,
+/// with a route for the control destination through it. Returns a counter on its far end.
+pub fn take_over_ctl0_index(chassis: &Chassis) -> netlab::FrameCounter {
+    let old_index = chassis.ctl0_index().unwrap();
+    chassis.delete_ctl0().unwrap();
+    chassis
+        .add_host_link(
+            "intruder",
+            Some(old_index),
+            netlab::Peer::Front,
+            "peer-intr",
+        )
+        .unwrap();
+    assert_eq!(chassis.host().ifindex("intruder").unwrap(), old_index);
+    let counter = netlab::FrameCounter::open(chassis.front(), "peer-intr").unwrap();
+    chassis
+        .front()
+        .add_addr("peer-intr", "10.30.0.2/24")
+        .unwrap();
+    chassis.host().add_addr("intruder", "10.30.0.1/24").unwrap();
+    chassis
+        .host()
+        .ip(&[
+            "route",
+            "replace",
+            &format!("{}/32", Chassis::CONTROL_V4),
+            "via",
+            "10.30.0.2",
+            "dev",
+            "intruder",
+        ])
+        .unwrap();
+    counter
+}
+
+/// The `(kind, action)` of every link event of a report.
+pub fn link_events(report: &Value) -> Vec<(String, String)> {
+    report["link_events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no link_events in {report}"))
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or_default().to_owned(),
+                e["action"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// What a test must remove even when it panics: processes it started that may have left
+/// ifpin's supervision (killed by pid), cgroup directories an attack made or an ifpin left
+/// (removed deepest first), and then `ifpin exec --cleanup` for the rest.
+#[derive(Default)]
+pub struct Leftovers {
+    pids: Vec<(u32, String)>,
+    cgroups: Vec<PathBuf>,
+}
+
+impl Leftovers {
+    /// Kills `pid` on drop if it still runs in `cgroup`, the `0::` path of an ifpin run
+    /// (checked, so that a reused pid is left alone; any other path, such as the `/` a
+    /// program sees in a cgroup namespace, registers nothing).
+    pub fn kill_on_drop(&mut self, pid: u32, cgroup: &str) {
+        if is_run_cgroup(cgroup) {
+            self.pids.push((pid, cgroup.to_owned()));
+        }
+    }
+
+    /// Removes `dir` (a cgroup of an ifpin run or below it, empty by then) on drop if it
+    /// still exists; give children after their parents. Other paths are ignored.
+    pub fn rmdir_on_drop(&mut self, dir: PathBuf) {
+        if dir
+            .strip_prefix(cgroup2_mount())
+            .is_ok_and(|rel| is_run_cgroup(&format!("/{}", rel.display())))
+        {
+            self.cgroups.push(dir);
+        }
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let still_there = |pid: u32, cgroup: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|c| c.lines().any(|l| l.strip_prefix("0::") == Some(cgroup)))
+        };
+        for (pid, cgroup) in &self.pids {
+            if still_there(*pid, cgroup) {
+                // SAFETY: kill(2) of a process this test started, still in its cgroup.
+                unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self
+            .pids
+            .iter()
+            .any(|(pid, cgroup)| still_there(*pid, cgroup))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for dir in self.cgroups.iter().rev() {
+            if dir.exists() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        let _ = Command::new(ifpin()).args(["exec", "--cleanup"]).output();
+    }
+}
+
+/// Whether `relative` (a `0::` path) is an ifpin run's cgroup or below one.
+fn is_run_cgroup(relative: &str) -> bool {
+    relative.starts_with("/ifpin/run-")
+}
+
+/// The cgroup v2 directory of `relative` (a `0::` path of `/proc/PID/cgroup`).
+pub fn cgroup_dir(relative: &str) -> PathBuf {
+    cgroup2_mount().join(relative.trim_start_matches('/'))
+}
+
+/// A process outside any confinement, in `ns`, running as uid/gid 65534 (`setpriv`), with
+/// its stdout piped.
+pub fn spawn_as_nobody(ns: &Netns, argv: &[&str]) -> Process {
+    let mut cmd = ns.command("setpriv");
+    cmd.args([
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--",
+    ])
+    .args(argv)
+    .stdout(Stdio::piped());
+    ns.spawn(&mut cmd).expect("setpriv starts")
+}
