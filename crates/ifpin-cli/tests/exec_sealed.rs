@@ -35,8 +35,9 @@
 //! - **nested cgroup**: a new user namespace gives back every capability inside it, enough
 //!   to mount cgroup2 (in a new cgroup namespace) and make and enter a child cgroup of the
 //!   run's, which the supervisor's teardown then finds.
-//! - **index takeover**: a pin is an interface index; when the interface is deleted and a new
-//!   device takes the index, bound sockets follow the new device.
+//! - **index takeover** (in `exec_lifecycle.rs`, at every level): a pin is an interface
+//!   index; when the interface is deleted and a new device takes the index, bound sockets
+//!   follow the new device.
 //!
 //! Runs that must hold come before the negative controls in each test: the host may send
 //! packets of its own for a leaking run's connection after it ended, and those must not be
@@ -54,8 +55,8 @@ use std::time::Duration;
 use netlab::{Chassis, FrameCounter, Netns, Proto};
 use serde_json::Value;
 use support::{
-    Leftovers, Looping, Run, assert_cgroup_gone, escape_argv, exec_in, program_frames,
-    spawn_as_nobody, step_detail, step_result, step_results,
+    Leftovers, Run, escape_argv, exec_in, program_frames, spawn_as_nobody, step_detail,
+    step_result, step_results,
 };
 
 const PORT: u16 = 7_801;
@@ -843,83 +844,6 @@ fn nested_cgroup_in_a_user_namespace() {
         )
     });
     drop(leftovers);
-    checks.finish();
-}
-
-/// Starts the looping TCP connect at `level`, lets ctl0's index be taken over by a device to
-/// the front, and returns the frames on that device (count, description), the program's lines
-/// during it, and the run.
-fn index_takeover(level: &str) -> (usize, String, Vec<String>, Run) {
-    let chassis = Chassis::new().unwrap();
-    let _tcp = chassis.serve(Proto::Tcp, PORT).unwrap();
-    let connect = [
-        "connect".to_owned(),
-        Chassis::CONTROL_V4.to_string(),
-        PORT.to_string(),
-    ];
-    let looping = Looping::start(&chassis, level, &connect);
-    assert!(
-        looping.wait_for(0, "ok backplane", Duration::from_secs(5)),
-        "{:?}",
-        looping.lines_since(0)
-    );
-    let intruder = support::take_over_ctl0_index(&chassis);
-    let mark = looping.len();
-    std::thread::sleep(Duration::from_millis(1500));
-    let (frames, seen) = program_frames(&intruder);
-    let during = looping.lines_since(mark);
-    let run = looping.finish();
-    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
-    assert_cgroup_gone(&run.cgroup());
-    (frames, seen, during, run)
-}
-
-// 11. Index takeover at enforced: the link watch closes the filter at enforced too.
-#[test]
-fn index_takeover_at_enforced() {
-    if !netlab::require_privileged("index_takeover_at_enforced") {
-        return;
-    }
-    let (frames, seen, during, run) = index_takeover("enforced");
-    let mut checks = Checks::default();
-    const HOLDS: &str = "enforced (must hold)";
-    checks.check(HOLDS, frames == 0, || {
-        format!("frames on the device with ctl0's old index: {seen}")
-    });
-    checks.check(HOLDS, during.len() >= 3, || {
-        format!("the program did not keep trying: {during:?}")
-    });
-    checks.check(HOLDS, during.iter().all(|l| l.starts_with("err")), || {
-        format!("connections got through: {during:?}")
-    });
-    let events = support::link_events(run.report());
-    checks.check(
-        HOLDS,
-        events.iter().any(|(k, a)| k == "deleted" && a == "closed"),
-        || format!("no deleted/closed link event: {events:?}"),
-    );
-    checks.finish();
-}
-
-#[test]
-fn index_takeover_at_pinned_negative_control() {
-    if !netlab::require_privileged("index_takeover_at_pinned_negative_control") {
-        return;
-    }
-    let (frames, seen, during, run) = index_takeover("pinned");
-    let mut checks = Checks::default();
-    checks.check(CONTROL, frames > 0, || {
-        format!("at pinned the traffic should follow the index: {seen}")
-    });
-    checks.check(CONTROL, during.iter().any(|l| l == "ok front"), || {
-        format!("not answered by the front through the new device: {during:?}")
-    });
-    let events = support::link_events(run.report());
-    checks.check(
-        CONTROL,
-        events.iter().any(|(k, a)| k == "deleted" && a == "none"),
-        || format!("no deleted/none link event: {events:?}"),
-    );
     checks.finish();
 }
 
