@@ -87,23 +87,62 @@ pub struct ConfineOptions {
     pub allow_loopback: bool,
 }
 
-/// What the programs blocked or refused so far.
+/// What the programs blocked or refused so far: one field per [`Counter`], the same names in
+/// the library, the `exec` report (`blocked`) and its JSON.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
-    /// Packets the egress filter dropped.
-    pub egress_blocked: u64,
-    /// Packets the ingress filter dropped.
-    pub ingress_blocked: u64,
-    /// `setsockopt` calls the guard refused.
-    pub setsockopt_refused: u64,
+    /// Packets the egress filter dropped (leaving through another interface).
+    pub egress: u64,
+    /// Packets the ingress filter dropped (arriving through another interface).
+    pub ingress: u64,
+    /// `setsockopt` calls the guard refused (unpinning, re-steering, multicast memberships on
+    /// other interfaces, error queues of unpinned sockets).
+    pub setsockopt: u64,
     /// `connect` calls refused (loopback mode: the socket could not be pinned, or closed).
-    pub connect_refused: u64,
+    pub connect: u64,
     /// `sendto`/`sendmsg` calls refused (loopback mode).
-    pub sendmsg_refused: u64,
+    pub sendmsg: u64,
     /// `bind` calls refused (link-local addresses, or the socket could not be pinned).
-    pub bind_refused: u64,
+    pub bind: u64,
     /// AF_INET/AF_INET6 `socket()` calls refused while closed (without loopback mode).
-    pub socket_refused: u64,
+    pub socket: u64,
+}
+
+impl Counters {
+    /// The field of `counter`.
+    pub fn get(&self, counter: Counter) -> u64 {
+        *self.field(counter)
+    }
+
+    fn field(&self, counter: Counter) -> &u64 {
+        match counter {
+            Counter::EgressBlocked => &self.egress,
+            Counter::IngressBlocked => &self.ingress,
+            Counter::SetsockoptRefused => &self.setsockopt,
+            Counter::ConnectRefused => &self.connect,
+            Counter::SendmsgRefused => &self.sendmsg,
+            Counter::BindRefused => &self.bind,
+            Counter::SocketRefused => &self.socket,
+        }
+    }
+
+    fn set(&mut self, counter: Counter, value: u64) {
+        let field = match counter {
+            Counter::EgressBlocked => &mut self.egress,
+            Counter::IngressBlocked => &mut self.ingress,
+            Counter::SetsockoptRefused => &mut self.setsockopt,
+            Counter::ConnectRefused => &mut self.connect,
+            Counter::SendmsgRefused => &mut self.sendmsg,
+            Counter::BindRefused => &mut self.bind,
+            Counter::SocketRefused => &mut self.socket,
+        };
+        *field = value;
+    }
+
+    /// Everything blocked or refused, added up.
+    pub fn total(&self) -> u64 {
+        Counter::ALL.iter().map(|c| self.get(*c)).sum()
+    }
 }
 
 /// What [`Confinement::cleanup_stale`] did.
@@ -565,20 +604,15 @@ impl Confinement {
 
     /// The counters so far.
     pub fn counters(&self) -> Result<Counters, ConfineError> {
-        let read = |counter: Counter| {
-            self.counters
+        let mut counters = Counters::default();
+        for counter in Counter::ALL {
+            let value = self
+                .counters
                 .lookup_u64(counter as u32)
-                .map_err(|e| ConfineError::from_syscall("reading the counters", e))
-        };
-        Ok(Counters {
-            egress_blocked: read(Counter::EgressBlocked)?,
-            ingress_blocked: read(Counter::IngressBlocked)?,
-            setsockopt_refused: read(Counter::SetsockoptRefused)?,
-            connect_refused: read(Counter::ConnectRefused)?,
-            sendmsg_refused: read(Counter::SendmsgRefused)?,
-            bind_refused: read(Counter::BindRefused)?,
-            socket_refused: read(Counter::SocketRefused)?,
-        })
+                .map_err(|e| ConfineError::from_syscall("reading the counters", e))?;
+            counters.set(counter, value);
+        }
+        Ok(counters)
     }
 
     /// Whether any process is still in the cgroup (`cgroup.events`).

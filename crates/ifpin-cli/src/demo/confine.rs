@@ -39,13 +39,7 @@ impl Confined for Held {
     }
 
     fn blocked(&self) -> Result<u64, PinningError> {
-        let c = self.0.counters()?;
-        Ok(c.egress_blocked
-            + c.ingress_blocked
-            + c.setsockopt_refused
-            + c.connect_refused
-            + c.sendmsg_refused
-            + c.bind_refused)
+        Ok(self.0.counters()?.total())
     }
 
     fn close(self: Box<Self>) -> Result<(), PinningError> {

@@ -61,8 +61,18 @@ pub enum Counter {
 }
 
 impl Counter {
+    /// Every counter, in map order.
+    pub const ALL: [Counter; 7] = [
+        Counter::EgressBlocked,
+        Counter::IngressBlocked,
+        Counter::SetsockoptRefused,
+        Counter::ConnectRefused,
+        Counter::SendmsgRefused,
+        Counter::BindRefused,
+        Counter::SocketRefused,
+    ];
     /// How many counters there are.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = Counter::ALL.len() as u32;
 }
 
 /// The maps a program refers to, by raw descriptor (embedded at load time).

@@ -43,7 +43,7 @@ use caps::{CapSet, Capability};
 
 pub use crate::confine::StaleCleanup;
 pub use program::Program;
-pub use report::{Blocked, ExitSummary, Report};
+pub use report::{ExitSummary, Report};
 pub use run::{ExecOptions, Outcome, cleanup_stale, run};
 pub use supervise::{FORWARDED_SIGNALS, ForwardedSignal, SignalForwarding, exit_code};
 

@@ -6,20 +6,10 @@ use std::fmt;
 use serde::Serialize;
 
 use super::supervise::ForwardedSignal;
+use crate::confine::Counters;
 use crate::interface::Interface;
 use crate::level::Level;
 use crate::linkwatch::{LinkEvent, LinkEventKind, PinAction};
-
-/// What the confinement blocked, from its BPF counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Blocked {
-    /// Packets the program tried to send through another interface (egress filter drops).
-    pub egress: u64,
-    /// Packets for the program that arrived through another interface (ingress filter drops).
-    pub ingress: u64,
-    /// `setsockopt` calls refused by the guard (unpinning or re-steering attempts; `sealed`).
-    pub setsockopt: u64,
-}
 
 /// How the program ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -61,8 +51,8 @@ pub struct Report {
     pub elapsed_ms: u64,
     /// Whether processes outlived the program (daemons) and were waited for.
     pub waited_for_descendants: bool,
-    /// What was blocked.
-    pub blocked: Blocked,
+    /// What the confinement blocked or refused (its BPF counters, every one of them).
+    pub blocked: Counters,
     /// Changes of the pinned interface seen while the program ran.
     pub link_events: Vec<LinkEvent>,
     /// Signals passed on to the program.
@@ -119,21 +109,37 @@ impl fmt::Display for Report {
                 "closed"
             }
         )?;
-        let setsockopt = if self.level >= Level::Enforced {
-            format!("; {} setsockopt call(s) refused", self.blocked.setsockopt)
-        } else {
+        // Every counter that counted, whatever the level: the pinned level's own refusals
+        // (closed confinement, loopback mode's pins) count too.
+        let b = &self.blocked;
+        // The guard's count is always shown where a guard runs; the others when they counted.
+        let guarded = self.level >= Level::Enforced;
+        let refused: Vec<String> = [
+            (b.setsockopt, "setsockopt", guarded),
+            (b.connect, "connect", false),
+            (b.sendmsg, "sendto/sendmsg", false),
+            (b.bind, "bind", false),
+            (b.socket, "socket", false),
+        ]
+        .iter()
+        .filter(|(n, _, always)| *always || *n > 0)
+        .map(|(n, call, _)| format!("{n} {call} call(s) refused"))
+        .collect();
+        let refused = if refused.is_empty() {
             String::new()
+        } else {
+            format!("; {}", refused.join(", "))
         };
         if self.level == Level::Pinned {
             writeln!(
                 f,
-                "ifpin exec: blocked: no filter at level pinned (sockets are bound, packets are not counted)"
+                "ifpin exec: blocked: no filter at level pinned (sockets are bound, packets are not counted){refused}"
             )?;
         } else {
             writeln!(
                 f,
-                "ifpin exec: blocked: {} packet(s) leaving, {} arriving through other interfaces{setsockopt}",
-                self.blocked.egress, self.blocked.ingress
+                "ifpin exec: blocked: {} packet(s) leaving, {} arriving through other interfaces{refused}",
+                b.egress, b.ingress
             )?;
         }
         if let Some(seal) = &self.seal {

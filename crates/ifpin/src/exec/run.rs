@@ -5,7 +5,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use super::supervise::{Follow, SignalForwarding, Started, exit_code};
-use super::{Blocked, ExecError, ExitSummary, Program, Report, check_privileges, seal};
+use super::{ExecError, ExitSummary, Program, Report, check_privileges, seal};
 use crate::confine::{ConfineOptions, Confinement, StaleCleanup};
 use crate::interface::{Interface, InterfaceChange};
 use crate::level::Level;
@@ -209,11 +209,7 @@ pub fn run(
         },
         elapsed_ms: supervised.elapsed.as_millis() as u64,
         waited_for_descendants: supervised.waited_for_descendants,
-        blocked: Blocked {
-            egress: counters.egress_blocked,
-            ingress: counters.ingress_blocked,
-            setsockopt: counters.setsockopt_refused,
-        },
+        blocked: counters,
         link_events: supervised.link_events,
         stale_cgroups_removed: stale,
         withheld_sockets,
