@@ -321,7 +321,11 @@ fn debootstrap(dir: &Path, mirror: &str) -> std::result::Result<(), String> {
         let tail = Arc::clone(&tail);
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(io::Result::ok) {
-                progress(&format!("debootstrap: {line}"));
+                // One line per package and step; the download and signature checks of each
+                // package are left out to keep it readable.
+                if !line.starts_with("I: Retrieving ") && !line.starts_with("I: Validating ") {
+                    progress(&format!("debootstrap: {line}"));
+                }
                 let mut tail = lock(&tail);
                 tail.push_back(line);
                 if tail.len() > 20 {
