@@ -43,7 +43,10 @@
 //! container's `payload` and its own `supervisor` sub-cgroups. Dropping the container (also
 //! while unwinding from a panic) powers it off through nspawn (SIGTERM, an orderly halt of
 //! about two seconds), kills the container's init and nspawn if that does not finish within
-//! [`SHUTDOWN_TIMEOUT`], and removes that cgroup tree. Nothing is registered with the host's
+//! [`SHUTDOWN_TIMEOUT`], and removes that cgroup tree. If the test process dies without
+//! dropping it (SIGKILL), nspawn is sent SIGTERM and halts the container, and the next run
+//! removes the empty cgroups; the same happens when the thread that booted the container ends,
+//! so keep a container on the thread that booted it. Nothing is registered with the host's
 //! systemd (`--register=no --keep-unit`), so the host need not run systemd at all. The
 //! [`Netns`] is borrowed for the container's lifetime, so the namespace cannot be deleted under
 //! a running container.
@@ -513,6 +516,9 @@ impl<'ns> Container<'ns> {
         for (host, inside) in binds_ro {
             cmd.arg(format!("--bind-ro={}:{inside}", host.display()));
         }
+        // If this process dies without dropping the container (SIGKILL), nspawn gets SIGTERM
+        // and halts it.
+        crate::sys::signal_when_parent_dies(&mut cmd, libc::SIGTERM);
         cmd.env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "1")
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
