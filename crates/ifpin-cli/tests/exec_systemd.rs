@@ -13,21 +13,26 @@
 //!
 //! The ways to ask:
 //! - `systemd-run --wait --pipe`: a transient service, over the D-Bus system bus
-//!   (`/run/dbus/system_bus_socket`; `--wait` and `--pipe` need a real bus);
+//!   (`/run/dbus/system_bus_socket`; waiting and piping need bus signals);
 //! - `systemd-run` (no `--wait`): a transient service, over systemd's private socket
-//!   (`/run/systemd/private`), used by root clients that need no bus signals;
-//! - `systemd-run --scope`: the client is systemd-run's own child, still without capabilities,
-//!   but systemd moves it into a new scope cgroup, out of ifpin's, away from its filter;
-//! - `busctl call ... StartTransientUnit`: the raw D-Bus method.
+//!   (`/run/systemd/private`), falling back to the system bus if that cannot be connected to;
+//! - `systemd-run --scope` (same sockets): the client is systemd-run's own child, still without
+//!   capabilities, but systemd moves it into a new scope cgroup, out of ifpin's and away from its
+//!   filter;
+//! - `busctl call ... StartTransientUnit`: the raw D-Bus method, over the system bus.
 //!
+//! The tests:
 //! - negative control (`--level enforced`): every request is served, the client answers
 //!   `front`, frames involving the control destination cross the front link;
 //! - `sealed`: every request fails to reach systemd (the program runs where systemd's sockets
 //!   cannot be connected to), ifpin exits with the program's failing status (1), no transient
-//!   code runs, nothing crosses the front link.
+//!   code runs, nothing crosses the front link;
+//! - control of the sealed checks: at `enforced`, with both sockets masked by hand in a mount
+//!   namespace around ifpin ([`MASK`]), every request fails exactly as the sealed test expects.
+//!   Masking one of the two is not enough: each kind of request has a way through the other.
 //!
-//! A direct connection by the confined program (no systemd involved) is the baseline at both
-//! levels: it answers `backplane`.
+//! A direct connection by the confined program (no systemd involved) is the baseline in each
+//! test: it answers `backplane` and puts nothing on the front link.
 
 #[path = "exec_support/mod.rs"]
 mod support;
