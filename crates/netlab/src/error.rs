@@ -53,6 +53,15 @@ pub enum Error {
         /// Why it is refused and what to do instead.
         reason: String,
     },
+    /// The systemd container fixture ([`crate::systemd`]) could not build its tree, boot, or
+    /// stop.
+    #[error("systemd container: {step}: {detail}")]
+    Container {
+        /// What was being done ("debootstrap", "boot", "shutdown"...).
+        step: &'static str,
+        /// What went wrong, with the output that shows why.
+        detail: String,
+    },
     /// A closure run inside a namespace panicked (the panic is re-raised where possible; this
     /// variant is used where it cannot be).
     #[error("thread inside network namespace {namespace} panicked")]

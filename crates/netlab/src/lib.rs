@@ -16,6 +16,9 @@
 //!   [`FrameCounter::frames`] / [`FrameCounter::count_involving`] after
 //!   [`FrameCounter::settle`] (or [`settle_all`]); [`FrameCounter::take`] reads and clears in
 //!   one step; [`FrameCounter::describe`] lists the frames for assertion messages.
+//! * [`systemd::Container`] ([`systemd`]): a real systemd booted with `systemd-nspawn` in a
+//!   namespace (the host of a chassis, say), from a Debian tree built once with debootstrap
+//!   and cached ([`systemd::Tree`]); commands run inside with [`systemd::Container::command`].
 //! * [`require_privileged`]: the skip-or-fail guard for tests that need root.
 //! * [`vectors`]: the override vectors of `kernel-facts.md`, each a function of a pinned socket
 //!   returning the kernel's answer (also as the `netlab-vectors` helper binary).
@@ -113,6 +116,7 @@ pub mod lab;
 pub mod netns;
 pub mod responder;
 mod sys;
+pub mod systemd;
 pub mod vectors;
 
 pub use chassis::{Chassis, Peer, Served};

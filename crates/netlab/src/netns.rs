@@ -419,7 +419,7 @@ fn sweep_stale() {
 }
 
 /// The pid in a netlab namespace name `nl-<label>-<pid>-<n>`, if `name` is one.
-fn stale_owner(name: &str) -> Option<u32> {
+pub(crate) fn stale_owner(name: &str) -> Option<u32> {
     let rest = name.strip_prefix("nl-")?;
     let mut parts = rest.rsplitn(3, '-');
     let n = parts.next()?;

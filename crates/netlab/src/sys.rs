@@ -2,6 +2,7 @@
 //!
 //! * [`setns_net`]: `setns(2)` with `CLONE_NEWNET`, usable between `fork` and `exec`
 //!   (async-signal-safe, no allocation).
+//! * [`signal_when_parent_dies`]: `prctl(PR_SET_PDEATHSIG)` between `fork` and `exec`.
 //! * [`packet_socket`] / [`recv_packet`] / [`packet_drops`]: an `AF_PACKET` / `SOCK_RAW` socket bound to one
 //!   interface, `recvfrom(2)` returning the `sll_pkttype` of each frame, and the kernel's drop
 //!   count for it.
@@ -180,4 +181,20 @@ pub(crate) fn packet_drops(fd: BorrowedFd<'_>) -> io::Result<u32> {
         return Err(io::Error::last_os_error());
     }
     Ok(stats.tp_drops)
+}
+
+/// Makes the child of `cmd` receive `signal` when the thread that spawned it ends (also when
+/// the whole process is killed): `prctl(PR_SET_PDEATHSIG)` between `fork` and `exec`. The
+/// setting survives `exec` of programs that are not set-uid.
+pub(crate) fn signal_when_parent_dies(cmd: &mut std::process::Command, signal: libc::c_int) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook only calls prctl(2), which is async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
