@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use clap::builder::TypedValueParser;
 use ifpin::exec::{self, ExecOptions, Program, SignalForwarding};
 use ifpin::policy::Policy;
 use ifpin::{Interface, Level};
@@ -73,9 +74,15 @@ pub struct Args {
     #[arg(long, value_name = "NAME", requires = "policy")]
     plane: Option<String>,
 
-    /// The guarantee level.
-    #[arg(long, value_name = "LEVEL", default_value = "sealed", value_parser = ["pinned", "enforced", "sealed"])]
-    level: String,
+    /// The guarantee level (see the list above).
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        default_value = "sealed",
+        value_parser = clap::builder::PossibleValuesParser::new(Level::ALL.map(Level::as_str))
+            .map(|name: String| name.parse::<Level>().expect("one of Level::ALL"))
+    )]
+    level: Level,
 
     /// Let loopback (127.0.0.0/8, ::1, the host's own addresses) keep working.
     #[arg(long)]
@@ -145,10 +152,7 @@ fn run_inner(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     // Resolve.
-    let level: Level = args
-        .level
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--level {}: {e}", args.level))?;
+    let level = args.level;
     let interface = resolve_interface(&args)?;
     let (name, rest) = args
         .command

@@ -1,4 +1,5 @@
-//! The guarantee levels every command reports (see `design.md`).
+//! The guarantee levels every command reports. What each attaches is in
+//! [`crate::confine`]; what sealed adds to the program is in [`crate::exec::seal`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,8 +16,9 @@ pub enum Level {
     /// Pinned, plus cgroup BPF filters drop every IP packet of the program that would leave
     /// or enter through another interface, whatever the program does with its sockets.
     Enforced,
-    /// Enforced, plus the program cannot unpin or go around the filter (setsockopt guard,
-    /// capabilities dropped), and the pin follows the interface's life (link watch).
+    /// Enforced, plus the program cannot unpin or go around the filter, even as root running
+    /// any code (setsockopt guard, every capability dropped, no_new_privs, own mount and
+    /// cgroup namespaces, Landlock, seccomp), and the pin follows the interface's life.
     Sealed,
 }
 
