@@ -227,6 +227,54 @@ impl Cgroup {
         fs::write(&path, pid.to_string()).map_err(|e| CgroupError::io("write", &path, e))
     }
 
+    /// The processes in this cgroup itself (`cgroup.procs`; not those of cgroups below it).
+    #[doc(alias = "cgroup.procs")]
+    pub fn procs(&self) -> Result<Vec<u32>, CgroupError> {
+        let path = self.path.join("cgroup.procs");
+        let text = fs::read_to_string(&path).map_err(|e| CgroupError::io("read", &path, e))?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// Opens `cgroup.events`, whose `POLLPRI` wakes a `poll(2)` when `populated` changes;
+    /// read it with [`parse_populated`].
+    #[doc(alias = "cgroup.events")]
+    pub fn events(&self) -> Result<File, CgroupError> {
+        let path = self.path.join("cgroup.events");
+        File::open(&path).map_err(|e| CgroupError::io("open", &path, e))
+    }
+
+    /// Kills every process in this cgroup and below (`cgroup.kill`, Linux 5.14); where the
+    /// kernel lacks it, sends `SIGKILL` to each process listed in `cgroup.procs`.
+    #[doc(alias = "cgroup.kill")]
+    pub fn kill(&self) -> Result<(), CgroupError> {
+        let path = self.path.join("cgroup.kill");
+        if fs::write(&path, "1").is_ok() {
+            return Ok(());
+        }
+        for pid in self.procs()? {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` until no process is left in this cgroup or below; `Ok(false)`
+    /// if some still are.
+    pub fn wait_empty(&self, timeout: std::time::Duration) -> Result<bool, CgroupError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if !self.is_populated()? {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Whether any process is in this cgroup or below (`populated` in `cgroup.events`).
     pub fn is_populated(&self) -> Result<bool, CgroupError> {
         let path = self.path.join("cgroup.events");
@@ -278,7 +326,9 @@ impl AsFd for Cgroup {
     }
 }
 
-fn parse_populated(events: &str) -> Option<bool> {
+/// `populated` from the text of `cgroup.events`: whether any process is in the cgroup or
+/// below; `None` when the line is missing.
+pub fn parse_populated(events: &str) -> Option<bool> {
     events.lines().find_map(|line| match line.split_once(' ')? {
         ("populated", "1") => Some(true),
         ("populated", "0") => Some(false),

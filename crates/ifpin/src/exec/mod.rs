@@ -179,24 +179,36 @@ pub enum ExecError {
     LinkWatch(#[from] LinkWatchError),
 }
 
-/// Checks that the calling thread has the effective capabilities `level` needs: `CAP_BPF`
-/// (or `CAP_SYS_ADMIN`) and `CAP_NET_ADMIN` to load and attach the cgroup programs, and at
-/// `sealed` `CAP_SETPCAP` to drop capabilities from the program's bounding set and
-/// `CAP_SYS_ADMIN` to give it a read-only view of the cgroup hierarchy.
+impl ExecError {
+    /// A cgroup file operation that failed, as the cgroup layer reported it.
+    pub(crate) fn from_cgroup(err: crate::cgroup::CgroupError) -> ExecError {
+        match err {
+            crate::cgroup::CgroupError::Io { path, source, .. } => {
+                ExecError::Cgroup { path, source }
+            }
+            other => ExecError::Confine(other.into()),
+        }
+    }
+}
+
+/// Checks that the calling thread has the effective capabilities `level` needs: what the
+/// confinement engine needs to load and attach its programs
+/// ([`confine::missing_capabilities`](crate::confine::missing_capabilities): `CAP_BPF` or
+/// `CAP_SYS_ADMIN`, and `CAP_NET_ADMIN`), and at `sealed` `CAP_SETPCAP` to drop capabilities
+/// from the program's bounding set and `CAP_SYS_ADMIN` for its own mount and cgroup
+/// namespaces.
 pub fn check_privileges(level: Level) -> Result<(), ExecError> {
     let has = |cap| caps::has_cap(None, CapSet::Effective, cap).map_err(ExecError::Caps);
-    let mut missing = Vec::new();
-    if !has(Capability::CAP_NET_ADMIN)? {
-        missing.push("CAP_NET_ADMIN".to_owned());
-    }
-    if !has(Capability::CAP_BPF)? && !has(Capability::CAP_SYS_ADMIN)? {
-        missing.push("CAP_BPF (or CAP_SYS_ADMIN)".to_owned());
-    }
-    if level == Level::Sealed && !has(Capability::CAP_SETPCAP)? {
-        missing.push("CAP_SETPCAP".to_owned());
-    }
-    if level == Level::Sealed && !has(Capability::CAP_SYS_ADMIN)? {
-        missing.push("CAP_SYS_ADMIN".to_owned());
+    let mut missing: Vec<String> = crate::confine::missing_capabilities()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if level == Level::Sealed {
+        for cap in [Capability::CAP_SETPCAP, Capability::CAP_SYS_ADMIN] {
+            if !has(cap)? && !missing.contains(&cap.to_string()) {
+                missing.push(cap.to_string());
+            }
+        }
     }
     if missing.is_empty() {
         Ok(())

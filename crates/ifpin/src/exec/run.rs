@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::supervise::{Follow, SignalForwarding, Started, exit_code};
 use super::{ExecError, ExitSummary, Program, Report, check_privileges, seal};
@@ -235,14 +235,8 @@ fn signal_name(signal: i32) -> String {
 
 /// Kills every process in `cgroup` and waits up to [`DRAIN`] for it to be empty.
 fn kill_and_drain(cgroup: &Path) -> bool {
-    let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
-    let deadline = Instant::now() + DRAIN;
-    while Instant::now() < deadline {
-        match std::fs::read_to_string(cgroup.join("cgroup.events")) {
-            Ok(events) if events.lines().any(|l| l.trim() == "populated 0") => return true,
-            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
-            Err(_) => return false,
-        }
-    }
-    false
+    let Ok(cgroup) = crate::cgroup::Cgroup::open(cgroup) else {
+        return false;
+    };
+    cgroup.kill().is_ok() && cgroup.wait_empty(DRAIN).unwrap_or(false)
 }

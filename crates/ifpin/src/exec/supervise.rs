@@ -13,7 +13,7 @@
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use super::ExecError;
+use crate::cgroup::{self, Cgroup};
 use crate::interface::Interface;
 use crate::linkwatch::{LinkEvent, LinkTracker, LinkWatch, PinChange};
 use crate::sys::process::{self as sys, CapSets, ChildPlan, Identity, SealSteps};
@@ -131,7 +132,7 @@ pub struct Supervised {
 pub struct Started {
     child: Child,
     pidfd: OwnedFd,
-    cgroup: PathBuf,
+    cgroup: Cgroup,
     events: File,
     started: Instant,
 }
@@ -158,11 +159,8 @@ impl Started {
                 source,
             })?
             .into();
-        let events_path = cgroup.join("cgroup.events");
-        let events = File::open(&events_path).map_err(|source| ExecError::Cgroup {
-            path: events_path,
-            source,
-        })?;
+        let cgroup = Cgroup::open(cgroup).map_err(ExecError::from_cgroup)?;
+        let events = cgroup.events().map_err(ExecError::from_cgroup)?;
         let program = cmd.get_program().to_string_lossy().into_owned();
         let plan = ChildPlan {
             cgroup_procs: procs,
@@ -191,7 +189,7 @@ impl Started {
         Ok(Started {
             child,
             pidfd,
-            cgroup: cgroup.to_owned(),
+            cgroup,
             events,
             started,
         })
@@ -282,15 +280,20 @@ impl Started {
     /// Reads `populated` from `cgroup.events` (which also re-arms its `POLLPRI`).
     fn populated(&self) -> Result<bool, ExecError> {
         let mut buf = [0u8; 256];
+        let path = || self.cgroup.path().join("cgroup.events");
         let n = self
             .events
             .read_at(&mut buf, 0)
             .map_err(|source| ExecError::Cgroup {
-                path: self.cgroup.join("cgroup.events"),
+                path: path(),
                 source,
             })?;
-        let text = String::from_utf8_lossy(&buf[..n]);
-        Ok(text.lines().any(|line| line.trim() == "populated 1"))
+        cgroup::parse_populated(&String::from_utf8_lossy(&buf[..n])).ok_or_else(|| {
+            ExecError::Cgroup {
+                path: path(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "no `populated` line"),
+            }
+        })
     }
 
     /// Forwards every pending signal: to the program while it runs, then to every process left
@@ -333,21 +336,12 @@ impl Started {
     }
 
     fn cgroup_pids(&self) -> Vec<u32> {
-        std::fs::read_to_string(self.cgroup.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
+        self.cgroup.procs().unwrap_or_default()
     }
 
-    /// Kills every process of the cgroup (`cgroup.kill`, Linux 5.14), falling back to
-    /// `SIGKILL` for each listed process.
+    /// Kills every process of the cgroup.
     fn kill_all(&self) {
-        if std::fs::write(self.cgroup.join("cgroup.kill"), "1").is_err() {
-            for pid in self.cgroup_pids() {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            }
-        }
+        let _ = self.cgroup.kill();
     }
 }
 
