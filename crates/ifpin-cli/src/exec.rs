@@ -166,12 +166,10 @@ fn run_inner(args: Args) -> anyhow::Result<ExitCode> {
         .collect::<Result<Vec<_>, _>>()?;
     exec::seal::check_keep(&keep_caps)?;
     let identity = exec::seal::resolve_identity(args.user.as_deref(), args.group.as_deref())?;
-    let options = ExecOptions {
-        allow_loopback: args.allow_loopback,
-        keep_caps,
-        identity,
-        ..ExecOptions::new(interface, level)
-    };
+    let mut options = ExecOptions::new(interface, level);
+    options.confine.allow_loopback = args.allow_loopback;
+    options.keep_caps = keep_caps;
+    options.identity = identity;
 
     // Act.
     let outcome = exec::run(&options, &program, Some(&signals))?;

@@ -15,29 +15,27 @@ use crate::linkwatch::{LinkEventKind, LinkTracker, LinkWatch, PinChange};
 /// leaving the programs attached: fail closed).
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// What to run the program under.
+/// What to run the program under: the confinement, and what `exec` adds to it.
 #[derive(Clone, Debug)]
 pub struct ExecOptions {
-    /// The interface to pin to, resolved in the caller's network namespace.
-    pub interface: Interface,
-    /// The guarantee level.
-    pub level: Level,
-    /// Whether loopback keeps working (see [`ConfineOptions::allow_loopback`]).
-    pub allow_loopback: bool,
+    /// The interface (resolved in the caller's network namespace), the level, loopback.
+    pub confine: ConfineOptions,
     /// At `sealed`: the capabilities the program keeps (none by default; never one of
     /// [`seal::SEAL_BREAKING`]).
     pub keep_caps: Vec<caps::Capability>,
     /// The account to run the program as (`--user`/`--group`), any level.
-    pub identity: Option<crate::sys::process::Identity>,
+    pub identity: Option<seal::Identity>,
 }
 
 impl ExecOptions {
     /// Options for `level` on `interface`: loopback closed, no capability kept, same account.
     pub fn new(interface: Interface, level: Level) -> ExecOptions {
         ExecOptions {
-            interface,
-            level,
-            allow_loopback: false,
+            confine: ConfineOptions {
+                interface,
+                level,
+                allow_loopback: false,
+            },
             keep_caps: Vec::new(),
             identity: None,
         }
@@ -75,8 +73,8 @@ pub fn run(
     program: &Program,
     signals: Option<&SignalForwarding>,
 ) -> Result<Outcome, ExecError> {
-    check_privileges(options.level)?;
-    if !options.keep_caps.is_empty() && options.level != Level::Sealed {
+    check_privileges(options.confine.level)?;
+    if !options.keep_caps.is_empty() && options.confine.level != Level::Sealed {
         return Err(ExecError::BadCapability {
             name: options.keep_caps[0].to_string(),
             reason: "--keep-cap belongs to level sealed (below it, capabilities are not dropped)"
@@ -85,7 +83,7 @@ pub fn run(
     }
     // Everything the sealed child will do is decided here, before anything is created: a
     // missing layer is an error that leaves nothing behind.
-    let (seal_steps, seal_layers) = match options.level {
+    let (seal_steps, seal_layers) = match options.confine.level {
         Level::Sealed => {
             seal::check_native_abi(&program.path)?;
             let (steps, layers) = seal::prepare(&options.keep_caps)?;
@@ -93,7 +91,7 @@ pub fn run(
         }
         _ => (None, None),
     };
-    let caps = match options.level {
+    let caps = match options.confine.level {
         Level::Sealed => Some(seal::cap_sets(&options.keep_caps)?),
         _ => None,
     };
@@ -107,20 +105,16 @@ pub fn run(
         .unwrap_or_default();
     // The watch first, then the last check: any change after the check is a notice.
     let watch = LinkWatch::new()?;
-    match options.interface.check()? {
+    match options.confine.interface.check()? {
         InterfaceChange::Same => {}
         change => {
             return Err(ExecError::InterfaceChanged {
-                interface: options.interface.to_string(),
+                interface: options.confine.interface.to_string(),
                 change: format!("{change:?}"),
             });
         }
     }
-    let confinement = Confinement::create(ConfineOptions {
-        interface: options.interface.clone(),
-        level: options.level,
-        allow_loopback: options.allow_loopback,
-    })?;
+    let confinement = Confinement::create(options.confine.clone())?;
     let cgroup = confinement.cgroup_path().to_owned();
     let started = match Started::spawn(
         program.command(),
@@ -151,8 +145,8 @@ pub fn run(
     };
     // Every level with a filter follows the interface's life: the filter closes when it
     // goes away or its index changes hands. `pinned` has no filter, and only records.
-    let filtered = options.level >= Level::Enforced;
-    let tracker = LinkTracker::new(&options.interface);
+    let filtered = options.confine.level >= Level::Enforced;
+    let tracker = LinkTracker::new(&options.confine.interface);
     let follow = Follow {
         watch,
         tracker: if filtered {
@@ -178,7 +172,7 @@ pub fn run(
     let open_for = if filtered {
         supervised.open_for.map(|i| i.get())
     } else {
-        Some(options.interface.index().get())
+        Some(options.confine.interface.index().get())
     };
     let counters = confinement.close()?;
     // Pinned sockets are bound to a number: once the interface has gone, the pin no longer
@@ -189,17 +183,17 @@ pub fn run(
             LinkEventKind::Deleted | LinkEventKind::Renamed | LinkEventKind::IndexTakenOver
         )
     });
-    let level_held = (filtered || !pin_lost).then_some(options.level);
+    let level_held = (filtered || !pin_lost).then_some(options.confine.level);
 
     use std::os::unix::process::ExitStatusExt;
     let status = supervised.status;
     let report = Report {
         program: program.name.to_string_lossy().into_owned(),
         pid,
-        level: options.level,
+        level: options.confine.level,
         level_held,
-        interface: options.interface.clone(),
-        allow_loopback: options.allow_loopback,
+        interface: options.confine.interface.clone(),
+        allow_loopback: options.confine.allow_loopback,
         cgroup,
         open_for_index_at_exit: open_for,
         exit: ExitSummary {

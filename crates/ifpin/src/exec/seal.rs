@@ -31,7 +31,8 @@ use serde::Serialize;
 use super::ExecError;
 use crate::cgroup;
 use crate::sys::landlock;
-use crate::sys::process::{CapSets, Identity, SealSteps};
+pub use crate::sys::process::Identity;
+use crate::sys::process::{CapSets, SealSteps};
 use crate::sys::seccomp;
 
 /// Capabilities `--keep-cap` refuses, each with what it would open.
