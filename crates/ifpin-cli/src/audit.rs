@@ -51,7 +51,7 @@ pub struct Args {
 
     /// Print JSON: {"sockets": [...], "violations": [...], "warnings": [...]}.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 const LONG_HELP: &str = r#"Lists every TCP and UDP socket (IPv4 and IPv6, listeners included) with the

@@ -104,7 +104,7 @@ pub struct Args {
 
     /// Print the report (or the error) on stderr as one JSON object on one line instead of text.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 
     /// Also write the report, as JSON, to FILE.
     #[arg(long, value_name = "FILE")]
@@ -118,29 +118,15 @@ pub struct Args {
     #[arg(
         value_name = "CMD",
         trailing_var_arg = true,
-        allow_hyphen_values = true,
         required_unless_present = "cleanup"
     )]
     command: Vec<OsString>,
 }
 
-/// Runs `ifpin exec`. With `--json`, an error is also one JSON object on stderr
-/// (`{"error": ..., "causes": [...]}`) instead of text, and exits 2.
+/// Runs `ifpin exec`. With `--json`, an error is one JSON object on stderr (see
+/// [`crate::exit`]).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if !args.json {
-        return run_inner(args);
-    }
-    match run_inner(args) {
-        Ok(code) => Ok(code),
-        Err(err) => {
-            let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
-            eprintln!(
-                "{}",
-                serde_json::json!({ "error": err.to_string(), "causes": causes })
-            );
-            Ok(ExitCode::from(crate::exit::ERROR))
-        }
-    }
+    run_inner(args)
 }
 
 fn run_inner(args: Args) -> anyhow::Result<ExitCode> {
@@ -222,14 +208,14 @@ fn cleanup(json: bool) -> anyhow::Result<ExitCode> {
         let paths = |list: &[PathBuf]| -> Vec<String> {
             list.iter().map(|p| p.display().to_string()).collect()
         };
-        println!(
-            "{}",
-            serde_json::json!({
+        crate::exit::print_line(
+            &serde_json::json!({
                 "removed": paths(&cleanup.removed),
                 "left_populated": paths(&cleanup.left_populated),
                 "failed": cleanup.failed,
             })
-        );
+            .to_string(),
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     if cleanup.removed.is_empty() && cleanup.left_populated.is_empty() && cleanup.failed.is_empty()

@@ -45,13 +45,28 @@ enum Command {
     Audit(audit::Args),
 }
 
+impl Command {
+    /// How the command's errors are printed (see [`exit`]).
+    fn error_format(&self) -> exit::ErrorFormat {
+        use exit::{ErrorFormat, Stream};
+        match self {
+            Command::Demo(args) if args.json => ErrorFormat::Json(Stream::Stdout),
+            Command::Probe(args) if args.json => ErrorFormat::Json(Stream::Stdout),
+            Command::Audit(args) if args.json => ErrorFormat::Json(Stream::Stdout),
+            Command::Exec(args) if args.json => ErrorFormat::Json(Stream::Stderr),
+            _ => ErrorFormat::Text,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let format = cli.command.error_format();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Probe(args) => probe::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Audit(args) => audit::run(args),
     };
-    exit::finish(result)
+    exit::finish(result, format)
 }

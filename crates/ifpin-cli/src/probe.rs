@@ -60,7 +60,7 @@ pub struct Args {
 
     /// Print the report as JSON on stdout.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// Runs `ifpin probe`.
@@ -68,9 +68,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match probe(&args) {
         Ok(report) => {
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                exit::print_line(&serde_json::to_string_pretty(&report)?)?;
             } else {
-                print_human(&report);
+                print_human(&report)?;
             }
             Ok(ExitCode::from(if report.reachable {
                 exit::OK
@@ -78,20 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 exit::FOUND
             }))
         }
-        Err(err) => {
-            if args.json {
-                let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
-                let json = serde_json::json!({
-                    "target": args.url,
-                    "interface": args.interface,
-                    "outcome": "error",
-                    "reachable": false,
-                    "error": chain.join(": "),
-                });
-                println!("{}", serde_json::to_string_pretty(&json)?);
-            }
-            Err(err)
-        }
+        Err(err) => Err(err),
     }
 }
 
@@ -110,23 +97,32 @@ fn probe(args: &Args) -> anyhow::Result<ProbeReport> {
     Ok(report)
 }
 
-fn print_human(report: &ProbeReport) {
+fn print_human(report: &ProbeReport) -> std::io::Result<()> {
+    use std::fmt::Write;
     let elapsed = report.elapsed.as_secs_f64() * 1e3;
-    println!(
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "{} via {}: {} after {elapsed:.1} ms",
         report.target, report.interface, report.outcome
     );
-    println!("  destination: {}", report.destination);
+    let _ = writeln!(text, "  destination: {}", report.destination);
     if let Some(local) = report.local {
-        println!("  local:       {local}");
+        let _ = writeln!(text, "  local:       {local}");
     }
     if let Some(reply) = &report.reply {
-        println!("  reply:       {reply}");
+        // The peer chose these bytes: no control character reaches the terminal.
+        let _ = writeln!(text, "  reply:       {}", reply.escape_debug());
     }
     if let Some(detail) = &report.detail {
-        println!("  why:         {detail}");
+        let _ = writeln!(text, "  why:         {detail}");
     }
-    println!("reachable: {}", if report.reachable { "yes" } else { "no" });
+    let _ = write!(
+        text,
+        "reachable: {}",
+        if report.reachable { "yes" } else { "no" }
+    );
+    exit::print_line(&text)
 }
 
 /// `500ms`, `3s`, `1.5s`, `2m`, or plain seconds (`3`).

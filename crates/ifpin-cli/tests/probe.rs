@@ -205,13 +205,13 @@ fn probe_refuses_bad_input_with_exit_2() {
             text(&out)
         );
     }
-    // With --json, the error is also a JSON object on stdout.
+    // With --json, the error is one JSON object on stdout, in the shape every command uses.
     let out = lab.probe(&["-i", "ctl0", "tcp://[fe80::2%eth1]:7000", "--json"]);
     assert_eq!(code(&out), 2, "{}", text(&out));
     let v = json(&out);
-    assert_eq!(v["outcome"], "error");
-    assert_eq!(v["reachable"], false);
-    assert!(v["error"].as_str().unwrap().contains("%ctl0"), "{v}");
+    assert_eq!(v["exit"], 2, "{v}");
+    assert!(v["causes"].is_array(), "{v}");
+    assert!(v.to_string().contains("%ctl0"), "{v}");
     lab.assert_front_silent("refused input");
 }
 
