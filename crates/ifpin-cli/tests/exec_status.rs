@@ -135,7 +135,58 @@ fn signals_are_forwarded_to_the_program() {
         .map(|s| s["signal"].as_str().unwrap())
         .collect();
     assert_eq!(forwarded, seen);
+    // The text report says so too, one line per signal.
+    for name in &seen {
+        assert!(
+            run.stderr
+                .contains(&format!("{name} forwarded to the program")),
+            "{name} in the text report: {}",
+            run.stderr
+        );
+    }
     assert_cgroup_gone(&run.cgroup());
+}
+
+#[test]
+fn a_failing_program_with_loopback_closed_gets_a_hint() {
+    if !netlab::require_privileged("a_failing_program_with_loopback_closed_gets_a_hint") {
+        return;
+    }
+    let ns = Netns::new("exec-hint").expect("netns");
+    ns.ip(&[
+        "link", "add", "hint0", "type", "veth", "peer", "name", "hint1",
+    ])
+    .unwrap();
+    ns.ip(&["link", "set", "hint0", "up"]).unwrap();
+    ns.ip(&["link", "set", "hint1", "up"]).unwrap();
+    // Pinned to hint0, a connect to 127.0.0.1 cannot reach lo: the program fails.
+    // (Unanswered, it would wait for TCP's retries: `timeout` ends it after a second.)
+    let connect = "exec 3<>/dev/tcp/127.0.0.1/9";
+    let failing = exec_in(
+        &ns,
+        &["-i", "hint0"],
+        &["timeout", "1", "bash", "-c", connect],
+    );
+    assert_ne!(status_code(&failing), 0, "{}", failing.stderr);
+    assert!(
+        failing.stderr.contains("hint: loopback was closed")
+            && failing.stderr.contains("--allow-loopback"),
+        "{}",
+        failing.stderr
+    );
+    // A program that succeeds, or runs with loopback, or on lo itself, gets no hint.
+    for (args, cmd) in [
+        (&["-i", "hint0"][..], &["true"][..]),
+        (&["-i", "hint0", "--allow-loopback"][..], &["false"][..]),
+        (&["-i", "lo"][..], &["false"][..]),
+    ] {
+        let run = exec_in(&ns, args, cmd);
+        assert!(
+            !run.stderr.contains("hint:"),
+            "{args:?} {cmd:?}: {}",
+            run.stderr
+        );
+    }
 }
 
 #[test]

@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+/// The index of `lo` in every network namespace.
+const LOOPBACK_INDEX: u32 = 1;
+
 use serde::Serialize;
 
 use super::supervise::ForwardedSignal;
@@ -99,11 +102,14 @@ impl fmt::Display for Report {
                 self.interface.index()
             ),
         };
+        let on_loopback = self.interface.index().get() == LOOPBACK_INDEX;
         writeln!(
             f,
             "ifpin exec: level held: {held} on {}, loopback {}",
             self.interface,
-            if self.allow_loopback {
+            if on_loopback {
+                "is the interface itself"
+            } else if self.allow_loopback {
                 "allowed"
             } else {
                 "closed"
@@ -172,6 +178,28 @@ impl fmt::Display for Report {
         }
         if self.link_events.is_empty() {
             writeln!(f, "ifpin exec: link events: none")?;
+        }
+        for signal in &self.signals_forwarded {
+            let to = match signal.sent_to {
+                0 => "already delivered by the terminal to the program's process group".to_owned(),
+                1 => "forwarded to the program".to_owned(),
+                n => format!("forwarded to the {n} processes left in the cgroup"),
+            };
+            writeln!(
+                f,
+                "ifpin exec: signal at {} ms: {} {to}",
+                signal.at_ms, signal.signal
+            )?;
+        }
+        if self.exit.status != 0 && !self.allow_loopback && !on_loopback {
+            writeln!(
+                f,
+                "ifpin exec: hint: loopback was closed: a socket pinned to {} cannot reach \
+                 127.0.0.1, ::1 or this host's own addresses (a connect there fails or times \
+                 out, and no filter counts it); if the program needed them, run it with \
+                 --allow-loopback",
+                self.interface.name()
+            )?;
         }
         if !self.withheld_sockets.is_empty() {
             let fds: Vec<String> = self
