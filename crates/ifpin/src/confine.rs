@@ -292,6 +292,22 @@ pub fn missing_capabilities() -> Vec<&'static str> {
 }
 
 /// A confined cgroup: see the module docs.
+///
+/// ```
+/// use ifpin::{ConfineOptions, Confinement, Interface, Level};
+///
+/// # if !nix::unistd::geteuid().is_root() { return Ok(()); } // needs CAP_BPF and CAP_NET_ADMIN
+/// let confinement = Confinement::create(ConfineOptions {
+///     interface: Interface::resolve("lo")?,
+///     level: Level::Enforced,
+///     allow_loopback: false,
+/// })?;
+/// // Processes moved in, and all they start, are held to `lo`:
+/// // confinement.add_process(pid)?;
+/// assert_eq!(confinement.counters()?.total(), 0);
+/// confinement.close()?; // detaches the programs and removes the cgroup, once it is empty
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Confinement {
     /// `None` once torn down.

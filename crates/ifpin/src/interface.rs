@@ -155,6 +155,20 @@ impl InterfaceSpec {
 /// A network interface that existed, with this name at this index, when it was resolved.
 ///
 /// Cheap to clone (every pinned socket keeps one): the name is shared, not copied.
+///
+/// ```
+/// use ifpin::{Interface, InterfaceChange, InterfaceError};
+///
+/// let lo = Interface::resolve("lo")?; // a name, or an index such as "1"
+/// assert_eq!(lo.name(), "lo");
+/// assert_eq!(Interface::resolve(&lo.index().to_string())?, lo);
+/// assert_eq!(lo.check()?, InterfaceChange::Same); // still there, same name, same index
+///
+/// // Bad input is an error that names it, before any socket exists.
+/// assert!(matches!(Interface::resolve("no-such-if0"), Err(InterfaceError::NotFound { .. })));
+/// assert!(Interface::resolve("a-name-of-16-byte").is_err()); // IFNAMSIZ is 16 with the NUL
+/// # Ok::<(), ifpin::InterfaceError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Interface {
     name: Arc<str>,

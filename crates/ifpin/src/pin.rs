@@ -100,6 +100,16 @@ impl PinState {
 /// kernel accepts unchecked), a rename and a takeover all show up in that one read. (The
 /// bound index itself is what the successful `setsockopt` just stored; [`verify`] reads it
 /// too.)
+///
+/// ```
+/// use ifpin::{Interface, PinState};
+///
+/// let lo = Interface::resolve("lo")?;
+/// let socket = std::net::UdpSocket::bind("127.0.0.1:0")?; // any `AsFd` socket
+/// ifpin::pin(&socket, &lo)?;
+/// assert_eq!(ifpin::verify(&socket, &lo)?, PinState::Intact);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[doc(alias = "SO_BINDTOIFINDEX")]
 pub fn pin(socket: &impl AsFd, interface: &Interface) -> Result<(), PinError> {
     let fd = socket.as_fd();

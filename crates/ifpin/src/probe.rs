@@ -328,6 +328,20 @@ pub const BANNER_WAIT: Duration = Duration::from_millis(300);
 /// Wire answers (refused, no route, interface down or gone, no reply) come back as an
 /// [`ProbeReport`] with the matching [`ProbeOutcome`]; a bad `%scope`, a missing privilege or
 /// an unexpected kernel error is an `Err`.
+///
+/// ```
+/// use std::time::Duration;
+/// use ifpin::probe::{ProbeOutcome, ProbeTarget};
+/// use ifpin::Interface;
+///
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let target: ProbeTarget = format!("tcp://{}", listener.local_addr()?).parse()?;
+/// let lo = Interface::resolve("lo")?;
+/// let report = ifpin::probe::probe(&lo, &target, Duration::from_secs(2))?;
+/// assert_eq!(report.outcome, ProbeOutcome::Connected);
+/// assert!(report.reachable);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn probe(
     interface: &Interface,
     target: &ProbeTarget,

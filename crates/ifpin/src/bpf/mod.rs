@@ -1,6 +1,6 @@
 //! eBPF without a compiler: instructions, an assembler, maps, and the confinement programs.
 //!
-//! ifpin loads its programs with raw `bpf(2)` (see [`crate::sys::bpf`]): no clang, no libbpf,
+//! ifpin loads its programs with raw `bpf(2)` (in the crate's private `sys` layer): no clang, no libbpf,
 //! no object files. [`insn`] gives each instruction a named constructor, [`asm`] resolves
 //! labelled jumps, [`maps`] owns the maps the programs share with user space, and
 //! [`programs`] holds the programs themselves, as plain functions returning instructions so

@@ -10,7 +10,7 @@
 //! | [`sock_create`] | `cgroup/sock_create` | binds every new AF_INET/AF_INET6 socket (`bound_dev_if`); refuses the socket while closed |
 //! | [`skb_filter`] | `cgroup_skb` egress/ingress | passes only the allowed interface (and `lo` when allowed); in loopback mode also drops 127/8 and `::1` destinations seen on the allowed interface |
 //! | [`setsockopt_guard`] | `cgroup/setsockopt` | refuses options that unpin or re-steer a socket |
-//! | [`sock_addr_pin`] | `cgroup/connect4|6`, `sendmsg4|6`, `bind4|6` | loopback mode: pins sockets lazily (by name, `bpf_setsockopt(SO_BINDTODEVICE)`) when they go to a non-local address; refuses when the pin fails |
+//! | [`sock_addr_pin`] | `cgroup/connect4`, `connect6`, `sendmsg4`, `sendmsg6`, `bind4`, `bind6` | loopback mode: pins sockets lazily (by name, `bpf_setsockopt(SO_BINDTODEVICE)`) when they go to a non-local address; refuses when the pin fails |
 //!
 //! Context offsets are those of `struct bpf_sock`, `struct __sk_buff`, `struct bpf_sockopt`
 //! and `struct bpf_sock_addr` in `include/uapi/linux/bpf.h`.

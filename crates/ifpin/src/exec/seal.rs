@@ -16,7 +16,7 @@
 //! | io_uring, `bpf()` | refused (seccomp) |
 //!
 //! Everything is decided here, in the parent, and carried out by the child between `fork`
-//! and `execve` ([`crate::sys::process::ChildPlan`]). A layer the kernel lacks is an error
+//! and `execve`, as a closed plan of system calls (no code of the caller's). A layer the kernel lacks is an error
 //! before anything starts: sealed never runs weaker in silence.
 
 use std::ffi::CString;

@@ -17,6 +17,22 @@ use crate::pin::{self, PinState};
 /// only through that interface.
 ///
 /// Derefs to [`std::net::TcpStream`] and implements [`Read`] and [`Write`].
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use ifpin::{Interface, PinnedTcpListener, PinnedTcpStream};
+///
+/// let lo = Interface::resolve("lo")?;
+/// let listener = PinnedTcpListener::bind(&lo, "127.0.0.1:0".parse()?)?;
+/// let mut client = PinnedTcpStream::connect(&lo, listener.local_addr()?)?;
+/// let (mut server, _peer) = listener.accept()?; // checked to be pinned too
+/// client.write_all(b"hello")?;
+/// let mut got = [0u8; 5];
+/// server.read_exact(&mut got)?;
+/// assert_eq!(&got, b"hello");
+/// assert!(client.verify()?.is_intact());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct PinnedTcpStream {
     inner: TcpStream,

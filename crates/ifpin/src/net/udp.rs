@@ -17,8 +17,26 @@ use crate::pin::{self, PinState};
 /// Unlike the TCP types it does not deref to [`std::net::UdpSocket`]: that type's `send_to`
 /// and `connect` would hand a caller's IPv6 scope id to the kernel, and a link-local
 /// destination scoped to another interface leaves through that interface even on a bound
-/// socket (see `kernel-facts.md`). Use the checked methods here; [`PinnedUdpSocket::as_std`]
-/// is the explicit escape hatch.
+/// socket. Use the checked methods here; [`PinnedUdpSocket::as_std`] is the explicit escape
+/// hatch.
+///
+/// ```
+/// use ifpin::{Interface, PinError, PinnedUdpSocket};
+///
+/// let lo = Interface::resolve("lo")?;
+/// let a = PinnedUdpSocket::bind(&lo, "127.0.0.1:0".parse()?)?;
+/// let b = PinnedUdpSocket::bind(&lo, "127.0.0.1:0".parse()?)?;
+/// a.send_to(b"ping", b.local_addr()?)?;
+/// let mut buf = [0u8; 4];
+/// let (n, from) = b.recv_from(&mut buf)?;
+/// assert_eq!((&buf[..n], from), (&b"ping"[..], a.local_addr()?));
+///
+/// // A link-local destination scoped to another interface is refused before anything is sent.
+/// let v6 = PinnedUdpSocket::bind(&lo, "[::1]:0".parse()?)?;
+/// let foreign = std::net::SocketAddrV6::new("fe80::2".parse()?, 9, 0, lo.index().get() + 1000);
+/// assert!(matches!(v6.send_to(b"x", foreign.into()), Err(PinError::ForeignScope { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct PinnedUdpSocket {
     inner: UdpSocket,

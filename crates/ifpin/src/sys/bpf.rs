@@ -513,7 +513,7 @@ pub fn prog_query(
     }
 }
 
-/// What [`prog_test_run`] reports.
+/// What a `BPF_PROG_TEST_RUN` reports ([`crate::bpf::Program::test_run`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TestRun {
     /// The program's return value (of the last run).

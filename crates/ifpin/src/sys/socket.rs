@@ -99,7 +99,7 @@ pub fn device(fd: BorrowedFd<'_>) -> io::Result<Option<DeviceName>> {
     Ok((len > 0).then_some(DeviceName { buf, len }))
 }
 
-/// A device name as [`device`] read it: up to 15 bytes, kept on the stack (reading it back
+/// A device name as `SO_BINDTODEVICE` reads it ([`crate::pin::device`]): up to 15 bytes, kept on the stack (reading it back
 /// is on the hot path of every pinned socket, so it allocates nothing). Derefs to the bytes,
 /// without the NUL.
 #[derive(Clone, Copy, PartialEq, Eq)]
