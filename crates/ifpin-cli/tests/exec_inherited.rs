@@ -12,7 +12,7 @@ use std::os::fd::OwnedFd;
 use std::process::Stdio;
 
 use netlab::Chassis;
-use support::{collect, exec_command, ifpin, ifpin_cgroups_of, python3};
+use support::{assert_cgroup_gone, collect, exec_command, ifpin, ifpin_cgroups_of, python3};
 
 const PORT: u16 = 7_651;
 
@@ -81,7 +81,7 @@ fn an_inherited_inet_socket_is_withheld_from_the_program() {
         run.report()
     );
     assert!(
-        run.stderr.contains("withheld inherited socket fd(s) 3"),
+        run.stderr.contains("withheld inherited fd(s) 3"),
         "{}",
         run.stderr
     );
@@ -152,4 +152,40 @@ fn an_inet_socket_as_stdin_is_refused() {
         Vec::<std::path::PathBuf>::new(),
         "a cgroup was left"
     );
+}
+
+/// A directory of the cgroup hierarchy opened outside and inherited (fd 5 here) would lead a
+/// sealed program straight to the host's writable hierarchy (`/proc/self/fd/5/cgroup.procs`),
+/// whatever its own mount namespace shows: ifpin withholds it.
+#[test]
+fn an_inherited_cgroup_directory_is_withheld() {
+    if !netlab::require_privileged("an_inherited_cgroup_directory_is_withheld") {
+        return;
+    }
+    let mount = support::cgroup2_mount();
+    let escape = "echo $$ > /proc/self/fd/5/cgroup.procs && echo moved || echo refused";
+    // Negative control: with the descriptor, a process moves itself to the root cgroup.
+    let direct = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("exec 5<{}; sh -c '{escape}'", mount.display()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&direct.stdout).trim(), "moved");
+
+    let report =
+        std::env::temp_dir().join(format!("ifpin-exec-cgroupfd-{}.json", std::process::id()));
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "exec 5<{}; {} exec -i lo --report {} -- sh -c '{escape}' 2>/dev/null",
+            mount.display(),
+            ifpin(),
+            report.display()
+        ))
+        .output()
+        .unwrap();
+    let run = collect(out, &report);
+    assert_eq!(run.stdout.trim(), "refused", "{}", run.stderr);
+    assert_eq!(run.report()["withheld_sockets"], serde_json::json!([5]));
+    assert_cgroup_gone(&run.cgroup());
 }

@@ -7,6 +7,11 @@
 //! confinement's programs seeing its packets, even at `sealed`. So, before the program starts,
 //! such sockets at fd 3 and above are marked close-on-exec (the program never receives them),
 //! and such a socket as fd 0, 1 or 2 (inetd-style) stops the run.
+//!
+//! The same holds for a descriptor on a cgroup or BPF file system (a directory of the cgroup
+//! hierarchy opened outside): through it, or through its `/proc/self/fd` link, the program
+//! would reach the host's writable hierarchy whatever its own mount namespace shows. Such
+//! descriptors at fd 3 and above are withheld too.
 
 use std::os::fd::RawFd;
 
@@ -23,8 +28,18 @@ fn held_family(domain: i32) -> Option<&'static str> {
     }
 }
 
-/// Marks close-on-exec every inheritable `AF_INET`, `AF_INET6` and `AF_PACKET` socket of this
-/// process at fd 3 and above, and returns their numbers (ascending). Fails, changing nothing,
+/// Whether `fd` is on a file system through which a descriptor leads out of a confinement.
+fn leads_out(fd: RawFd) -> bool {
+    sys::file_system_type(fd).is_ok_and(|t| {
+        sys::ESCAPE_FILE_SYSTEMS
+            .iter()
+            .any(|(magic, _)| *magic == t)
+    })
+}
+
+/// Marks close-on-exec every inheritable `AF_INET`, `AF_INET6` and `AF_PACKET` socket, and
+/// every descriptor on a cgroup or BPF file system, of this process at fd 3 and above, and
+/// returns their numbers (ascending). Fails, changing nothing,
 /// if fd 0, 1 or 2 is such a socket.
 ///
 /// This changes the caller's own descriptors: they stay open in this process, but no program
@@ -45,8 +60,15 @@ pub(super) fn withhold_inherited_sockets() -> Result<Vec<RawFd>, ExecError> {
     for fd in fds {
         let domain = match sys::socket_domain(fd) {
             Ok(domain) => domain,
-            // Not a socket; or the directory listing's own descriptor, closed since.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSOCK | libc::EBADF)) => continue,
+            // Not a socket: withheld only if it leads into the cgroup or BPF file systems.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
+                if fd > 2 && leads_out(fd) {
+                    sockets.push(fd);
+                }
+                continue;
+            }
+            // The directory listing's own descriptor, closed since.
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) => continue,
             Err(source) => {
                 return Err(ExecError::Sys {
                     call: "getsockopt(SO_DOMAIN)",
@@ -100,6 +122,21 @@ mod tests {
             sys::fd_flags(unix.as_raw_fd()).unwrap() & sys::FD_CLOEXEC,
             0
         );
+    }
+
+    #[test]
+    fn an_inheritable_cgroup_directory_is_withheld() {
+        let Ok(mount) = crate::cgroup::cgroup2_mount() else {
+            return; // no cgroup2 here: nothing to hold
+        };
+        let dir = std::fs::File::open(&mount).unwrap();
+        let plain = std::fs::File::open("/").unwrap();
+        for fd in [dir.as_raw_fd(), plain.as_raw_fd()] {
+            sys::set_fd_flags(fd, 0).unwrap();
+        }
+        let withheld = withhold_inherited_sockets().unwrap();
+        assert!(withheld.contains(&dir.as_raw_fd()), "{withheld:?}");
+        assert!(!withheld.contains(&plain.as_raw_fd()), "{withheld:?}");
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub struct Report {
     /// Cgroups left by earlier runs whose ifpin was killed, removed at the start of this one.
     pub stale_cgroups_removed: Vec<std::path::PathBuf>,
     /// Inheritable inet and packet sockets of ifpin's own (created outside the confinement,
-    /// which could not hold them) that were closed for the program: their fd numbers.
+    /// which could not hold them), and descriptors on the cgroup or BPF file systems (a way
+    /// out of the confinement), that were closed for the program: their fd numbers.
     pub withheld_sockets: Vec<i32>,
     /// At `sealed`: the layers that hold besides the BPF programs.
     pub seal: Option<super::seal::SealLayers>,
@@ -209,8 +210,9 @@ impl fmt::Display for Report {
                 .collect();
             writeln!(
                 f,
-                "ifpin exec: withheld inherited socket fd(s) {}: created outside the confinement, \
-                 which could not hold them; the program did not receive them",
+                "ifpin exec: withheld inherited fd(s) {}: sockets created outside the \
+                 confinement (which could not hold them) or directories of the cgroup or BPF \
+                 file systems; the program did not receive them",
                 fds.join(", ")
             )?;
         }

@@ -13,7 +13,7 @@
 //! | set-user-ID binaries of the host, file capabilities | `no_new_privs` |
 //! | user namespaces (capabilities again, inside) | `unshare`/`clone` with `CLONE_NEWUSER` refused (seccomp) |
 //! | 32-bit and x32 system calls (the cgroup `setsockopt` hook runs only for native ones) | any foreign-ABI call kills the process (seccomp); a 32-bit program is refused before it starts |
-//! | io_uring, `bpf()` | refused (seccomp) |
+//! | io_uring, `bpf()`, `request_key` (a usermode helper as root), non-IP socket families (vsock, TIPC, RDS, SMC, CAN, ...) | refused (seccomp) |
 //!
 //! Everything is decided here, in the parent, and carried out by the child between `fork`
 //! and `execve`, as a closed plan of system calls (no code of the caller's). A layer the kernel lacks is an error
@@ -135,6 +135,8 @@ const SECCOMP_SUMMARY: &[&str] = &[
     "new user namespaces: EPERM",
     "io_uring: ENOSYS",
     "bpf: EPERM",
+    "request_key: EPERM",
+    "sockets of unix, inet, inet6 and netlink only: EAFNOSUPPORT",
 ];
 
 /// Parses a capability name: `CAP_NET_BIND_SERVICE`, `cap_net_bind_service` or

@@ -55,6 +55,25 @@ pub fn socket_domain(fd: RawFd) -> io::Result<c_int> {
     Ok(value)
 }
 
+/// `CGROUP2_SUPER_MAGIC`, `CGROUP_SUPER_MAGIC` and `BPF_FS_MAGIC` (`linux/magic.h`): the file
+/// systems through which an inherited directory descriptor leads out of a confinement.
+pub const ESCAPE_FILE_SYSTEMS: [(i64, &str); 3] = [
+    (0x6367_7270, "cgroup2"),
+    (0x0027_e0eb, "cgroup"),
+    (0xcafe_4a11, "bpf"),
+];
+
+/// `fstatfs(fd)`: the type (`f_type`, a `*_SUPER_MAGIC`) of the file system `fd` is on.
+pub fn file_system_type(fd: RawFd) -> io::Result<i64> {
+    // SAFETY: an all-zero statfs is a valid value for the kernel to overwrite.
+    let mut st: libc::statfs = unsafe { mem::zeroed() };
+    // SAFETY: `st` is writable for the call; the descriptor is only read.
+    if unsafe { libc::fstatfs(fd, &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_type as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

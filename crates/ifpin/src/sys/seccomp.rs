@@ -53,7 +53,6 @@ const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
 const BPF_JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 const BPF_JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
 const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-const BPF_JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
 
 const RET_ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
 const RET_KILL_PROCESS: u32 = libc::SECCOMP_RET_KILL_PROCESS;
@@ -62,18 +61,16 @@ fn ret_errno(errno: i32) -> u32 {
     libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA)
 }
 
-fn stmt(code: u16, k: u32) -> SockFilter {
-    SockFilter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
-    SockFilter { code, jt, jf, k }
-}
+/// Address families a sealed program may create sockets of: everything else (`AF_PACKET`,
+/// `AF_VSOCK`, `AF_TIPC`, `AF_RDS`, `AF_SMC`, `AF_CAN`, `AF_BLUETOOTH`, ...) reaches a
+/// network or a peer that no IP-level filter sees, or makes the kernel open connections of
+/// its own from a worker outside the cgroup.
+pub const SOCKET_FAMILIES: [(i32, &str); 4] = [
+    (libc::AF_UNIX, "unix"),
+    (libc::AF_INET, "inet"),
+    (libc::AF_INET6, "inet6"),
+    (libc::AF_NETLINK, "netlink"),
+];
 
 /// What a system call number gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +78,8 @@ enum Verdict {
     Errno(i32),
     /// `EPERM` when `args[0]` has `CLONE_NEWUSER`, allowed otherwise.
     NoNewUser,
+    /// Allowed when `args[0]` is one of [`SOCKET_FAMILIES`], `EAFNOSUPPORT` otherwise.
+    Families,
 }
 
 /// The refused calls of the table in the module docs.
@@ -91,52 +90,134 @@ fn refused() -> Vec<(i64, Verdict)> {
         (libc::SYS_io_uring_enter, Verdict::Errno(libc::ENOSYS)),
         (libc::SYS_io_uring_register, Verdict::Errno(libc::ENOSYS)),
         (libc::SYS_bpf, Verdict::Errno(libc::EPERM)),
+        (libc::SYS_request_key, Verdict::Errno(libc::EPERM)),
         (libc::SYS_unshare, Verdict::NoNewUser),
         (libc::SYS_clone, Verdict::NoNewUser),
+        (libc::SYS_socket, Verdict::Families),
     ]
+}
+
+/// A jump target, resolved when the program is finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Next,
+    Label(&'static str),
+}
+
+/// Classic BPF under construction, with labelled forward jumps.
+#[derive(Default)]
+struct Builder {
+    insns: Vec<(SockFilter, Target, Target)>,
+    labels: Vec<(&'static str, usize)>,
+}
+
+impl Builder {
+    fn stmt(&mut self, code: u16, k: u32) {
+        let insn = SockFilter {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        self.insns.push((insn, Target::Next, Target::Next));
+    }
+
+    fn jump(&mut self, code: u16, k: u32, jt: Target, jf: Target) {
+        let insn = SockFilter {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        self.insns.push((insn, jt, jf));
+    }
+
+    fn ret(&mut self, value: u32) {
+        self.stmt(BPF_RET_K, value);
+    }
+
+    fn label(&mut self, name: &'static str) {
+        self.labels.push((name, self.insns.len()));
+    }
+
+    /// Resolves the labels (forward only, within 255 instructions, as classic BPF has it).
+    fn finish(self) -> Vec<SockFilter> {
+        let at = |name: &str| {
+            self.labels
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, i)| *i)
+                .unwrap_or_else(|| panic!("seccomp label {name} is not defined"))
+        };
+        self.insns
+            .iter()
+            .enumerate()
+            .map(|(i, (insn, jt, jf))| {
+                let offset = |target: &Target| match target {
+                    Target::Next => 0,
+                    Target::Label(name) => {
+                        let to = at(name);
+                        assert!(to > i, "seccomp jumps go forward");
+                        u8::try_from(to - i - 1).expect("seccomp jump within 255")
+                    }
+                };
+                SockFilter {
+                    jt: offset(jt),
+                    jf: offset(jf),
+                    ..*insn
+                }
+            })
+            .collect()
+    }
 }
 
 /// The sealed filter (see the module docs), as classic BPF.
 pub fn sealed_filter() -> Vec<SockFilter> {
-    let table = refused();
+    use Target::{Label, Next};
+    let mut b = Builder::default();
     // Foreign ABIs die: a 32-bit call's arguments would not even mean what the table means.
-    let mut prog = vec![
-        stmt(BPF_LD_W_ABS, DATA_ARCH),
-        jump(BPF_JEQ_K, arch::NATIVE, 1, 0),
-        stmt(BPF_RET_K, RET_KILL_PROCESS),
-        stmt(BPF_LD_W_ABS, DATA_NR),
-    ];
+    b.stmt(BPF_LD_W_ABS, DATA_ARCH);
+    b.jump(BPF_JEQ_K, arch::NATIVE, Next, Label("kill"));
+    b.stmt(BPF_LD_W_ABS, DATA_NR);
     if let Some(bit) = arch::X32_BIT {
-        prog.push(jump(BPF_JGE_K, bit, 0, 1));
-        prog.push(stmt(BPF_RET_K, RET_KILL_PROCESS));
+        b.jump(BPF_JGE_K, bit, Label("kill"), Next);
     }
-    // One compare per refused call, each jumping to its own two-slot answer block below the
-    // "allow": compare i is followed by (n - 1 - i) compares and the allow, then 2 slots per
-    // earlier answer.
-    let n = table.len();
-    for (i, (nr, _)) in table.iter().enumerate() {
-        let to_answer = (n - 1 - i) + 1 + 2 * i;
-        prog.push(jump(BPF_JEQ_K, *nr as u32, to_answer as u8, 0));
+    let table = refused();
+    for (nr, verdict) in &table {
+        let label = match verdict {
+            Verdict::Errno(libc::ENOSYS) => "enosys",
+            Verdict::Errno(libc::EPERM) => "eperm",
+            Verdict::Errno(_) => unreachable!("only ENOSYS and EPERM in the table"),
+            Verdict::NoNewUser => "newuser",
+            Verdict::Families => "families",
+        };
+        b.jump(BPF_JEQ_K, *nr as u32, Label(label), Next);
     }
-    prog.push(stmt(BPF_RET_K, RET_ALLOW));
-    for (i, (_, verdict)) in table.iter().enumerate() {
-        match *verdict {
-            Verdict::Errno(errno) => {
-                prog.push(stmt(BPF_RET_K, ret_errno(errno)));
-                prog.push(stmt(BPF_RET_K, ret_errno(errno))); // unused: blocks are two slots
-            }
-            Verdict::NoNewUser => {
-                prog.push(stmt(BPF_LD_W_ABS, DATA_ARG0_LOW));
-                // Over the remaining answer blocks to the shared flag test.
-                prog.push(stmt(BPF_JA, (2 * (n - 1 - i)) as u32));
-            }
-        }
+    b.label("allow");
+    b.ret(RET_ALLOW);
+    b.label("newuser");
+    b.stmt(BPF_LD_W_ABS, DATA_ARG0_LOW);
+    b.jump(
+        BPF_JSET_K,
+        libc::CLONE_NEWUSER as u32,
+        Label("eperm"),
+        Label("allow2"),
+    );
+    b.label("families");
+    b.stmt(BPF_LD_W_ABS, DATA_ARG0_LOW);
+    for (family, _) in SOCKET_FAMILIES {
+        b.jump(BPF_JEQ_K, family as u32, Label("allow2"), Next);
     }
-    // The flag test of the NoNewUser blocks, with the flags loaded.
-    prog.push(jump(BPF_JSET_K, libc::CLONE_NEWUSER as u32, 0, 1));
-    prog.push(stmt(BPF_RET_K, ret_errno(libc::EPERM)));
-    prog.push(stmt(BPF_RET_K, RET_ALLOW));
-    prog
+    b.ret(ret_errno(libc::EAFNOSUPPORT));
+    b.label("allow2");
+    b.ret(RET_ALLOW);
+    b.label("eperm");
+    b.ret(ret_errno(libc::EPERM));
+    b.label("enosys");
+    b.ret(ret_errno(libc::ENOSYS));
+    b.label("kill");
+    b.ret(RET_KILL_PROCESS);
+    b.finish()
 }
 
 /// `PR_SET_NO_NEW_PRIVS`: `execve` never grants privileges again (set-user-ID bits and file
@@ -198,7 +279,6 @@ mod tests {
                     acc = u32::from_ne_bytes(data[k..k + 4].try_into().unwrap());
                 }
                 BPF_RET_K => return insn.k,
-                BPF_JA => pc += insn.k as usize,
                 BPF_JEQ_K | BPF_JGE_K | BPF_JSET_K => {
                     let taken = match insn.code {
                         BPF_JEQ_K => acc == insn.k,
@@ -252,9 +332,31 @@ mod tests {
                 RET_ALLOW
             );
         }
+        assert_eq!(
+            run(&prog, native, nr(libc::SYS_request_key), 0),
+            ret_errno(libc::EPERM)
+        );
+        for (family, _) in SOCKET_FAMILIES {
+            assert_eq!(
+                run(&prog, native, nr(libc::SYS_socket), family as u64),
+                RET_ALLOW
+            );
+        }
+        for family in [
+            libc::AF_PACKET,
+            libc::AF_VSOCK,
+            libc::AF_TIPC,
+            libc::AF_RDS,
+            43,
+        ] {
+            assert_eq!(
+                run(&prog, native, nr(libc::SYS_socket), family as u64),
+                ret_errno(libc::EAFNOSUPPORT),
+                "family {family}"
+            );
+        }
         for allowed in [
             libc::SYS_read,
-            libc::SYS_socket,
             libc::SYS_setsockopt,
             libc::SYS_execve,
             libc::SYS_exit_group,
