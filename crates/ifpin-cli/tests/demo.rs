@@ -227,8 +227,13 @@ fn demo_without_root_says_so_and_exits_2() {
     } else {
         Command::new(IFPIN)
     };
+    let json = {
+        let mut c = Command::new(command.get_program());
+        c.args(command.get_args());
+        c
+    };
     let out = command
-        .args(["demo", "--json"])
+        .arg("demo")
         .output()
         .expect("running ifpin demo unprivileged");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -236,6 +241,22 @@ fn demo_without_root_says_so_and_exits_2() {
     assert!(stderr.contains("needs root"), "{stderr}");
     assert!(stderr.contains("sudo ifpin demo"), "{stderr}");
     assert!(out.stdout.is_empty(), "nothing on stdout: {:?}", out.stdout);
+
+    // With --json the same error is one JSON object on stdout, and nothing on stderr.
+    let mut json = json;
+    let out = json
+        .args(["demo", "--json"])
+        .output()
+        .expect("running ifpin demo --json unprivileged");
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert!(v.to_string().contains("needs root"), "{v}");
+    assert_eq!(v["exit"], 2);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
