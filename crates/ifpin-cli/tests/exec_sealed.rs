@@ -943,3 +943,57 @@ fn io_uring_and_bpf_are_refused() {
     }
     checks.finish();
 }
+
+/// `--user` and `--group` run the program as another account, at any level; a kept
+/// capability survives the switch (ambient set); an unknown account is exit 2, nothing run.
+#[test]
+fn another_account_and_its_kept_capability() {
+    if !netlab::require_privileged("another_account_and_its_kept_capability") {
+        return;
+    }
+    let ns = Netns::new("account").unwrap();
+    let script = "import os, socket\n\
+                  print(os.getuid(), os.getgid())\n\
+                  s = socket.socket()\n\
+                  try:\n    s.bind(('127.0.0.1', 179)); print('bound')\n\
+                  except OSError as e:\n    print(e.strerror)\n";
+    let python = support::python3();
+    let cases: [(&[&str], &str); 4] = [
+        (&["--user", "nobody"], "65534 65534\nPermission denied"),
+        (
+            &["--user", "65534", "--group", "4242"],
+            "65534 4242\nPermission denied",
+        ),
+        (
+            &["--user", "nobody", "--keep-cap", "CAP_NET_BIND_SERVICE"],
+            "65534 65534\nbound",
+        ),
+        (
+            &["--user", "nobody", "--level", "enforced"],
+            "65534 65534\nPermission denied",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["-i", "lo"];
+        args.extend_from_slice(flags);
+        let run = exec_in(&ns, &args, &[python, "-c", script]);
+        assert_eq!(run.status.code(), Some(0), "{flags:?}: {}", run.stderr);
+        assert_eq!(run.stdout.trim(), expected, "{flags:?}: {}", run.stderr);
+        assert_eq!(run.report()["user"], 65534, "{flags:?}");
+    }
+    // Negative control: as root with the capability, binding works (the account mattered).
+    let run = exec_in(
+        &ns,
+        &["-i", "lo", "--level", "enforced"],
+        &[python, "-c", script],
+    );
+    assert_eq!(run.stdout.trim(), "0 0\nbound", "{}", run.stderr);
+    let run = exec_in(
+        &ns,
+        &["-i", "lo", "--user", "no-such-user-ifpin"],
+        &["true"],
+    );
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("no-such-user-ifpin"), "{}", run.stderr);
+    assert!(run.report.is_none());
+}

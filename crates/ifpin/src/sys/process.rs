@@ -9,11 +9,14 @@
 //! 2. sealed: a new mount and cgroup namespace, every cgroup mount replaced (v2 by a fresh
 //!    read-only mount showing only the confinement, v1 detached), paths made read-only, host
 //!    control sockets masked; then `PR_SET_NO_NEW_PRIVS`;
-//! 3. the account (`setgroups`, `setresgid`, `setresuid`), if one was asked for;
-//! 4. the capability sets: bounding and ambient cut to what is kept, then `capset(2)`;
-//! 5. sealed: `landlock_restrict_self(2)`;
-//! 6. the signal mask;
-//! 7. sealed: the seccomp filter, last, so that nothing above is filtered.
+//! 3. the bounding set cut to the capabilities kept (before the account changes: it needs
+//!    `CAP_SETPCAP`);
+//! 4. the account (`setgroups`, `setresgid`, `setresuid`), if one was asked for;
+//! 5. the other capability sets: ambient cleared, `capset(2)`, the kept ones raised into the
+//!    ambient set so they survive `execve` of a non-root program;
+//! 6. sealed: `landlock_restrict_self(2)`;
+//! 7. the signal mask;
+//! 8. sealed: the seccomp filter, last, so that nothing above is filtered.
 
 use std::ffi::CString;
 use std::io;
@@ -188,6 +191,10 @@ fn run_plan(plan: &ChildPlan, report: &OwnedFd) -> io::Result<()> {
         }
         step(ChildStep::NoNewPrivs, seccomp::set_no_new_privs(), report)?;
     }
+    // The bounding set first: cutting it needs CAP_SETPCAP, which a new uid loses.
+    if let Some(caps) = &plan.caps {
+        step(ChildStep::Capabilities, drop_bounding(*caps), report)?;
+    }
     if let Some(id) = &plan.identity {
         let keep = plan.caps.is_some_and(|c| c.keep != 0);
         step(ChildStep::Identity, set_identity(id, keep), report)?;
@@ -248,13 +255,20 @@ struct CapData {
 /// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
 const CAP_VERSION_3: u32 = 0x2008_0522;
 
-fn set_capabilities(caps: CapSets) -> io::Result<()> {
+/// Cuts the bounding set to `keep`: no program executed later, set-user-ID or not, gets
+/// any other capability back.
+fn drop_bounding(caps: CapSets) -> io::Result<()> {
     for cap in 0..=caps.last_cap.min(63) {
         if caps.keep & (1 << cap) == 0 {
             // SAFETY: integer arguments only.
             check(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) })?;
         }
     }
+    Ok(())
+}
+
+/// Leaves `keep` in the permitted, effective, inheritable and ambient sets, nothing else.
+fn set_capabilities(caps: CapSets) -> io::Result<()> {
     // SAFETY: integer arguments only.
     check(unsafe {
         libc::prctl(
