@@ -7,14 +7,21 @@
 //! which socket (`/proc/*/fd`, see [`owners`]). [`Audit::check`] then applies the policy's
 //! three rules, resolving each plane's interface in each namespace:
 //!
-//! - [`Rule::UnpinnedPlaneTraffic`]: a connected socket (TCP in any state but `LISTEN`,
-//!   connected UDP) whose peer belongs to a plane and which is not pinned to the plane's
-//!   interface: it relies on the routing table.
-//! - [`Rule::UnpinnedPlaneListener`]: a TCP listener or unconnected UDP socket on a plane's
-//!   port that is not pinned to the plane's interface: it can be reached through other
-//!   interfaces. (Sockets bound to a loopback address cannot, and are left out.)
+//! - [`Rule::UnpinnedPlaneTraffic`]: a connected socket ([`Role::Connected`]: TCP with a
+//!   peer, in any state but `LISTEN`; connected UDP) whose peer belongs to a plane and which
+//!   is not pinned to the plane's interface: it relies on the routing table.
+//! - [`Rule::UnpinnedPlaneListener`]: a TCP listener or unconnected UDP socket
+//!   ([`Role::Listening`]) on a plane's port that is not pinned to the plane's interface: it
+//!   can be reached through other interfaces. (Sockets bound to a loopback address cannot,
+//!   and are left out.)
 //! - [`Rule::PinnedOffPlane`]: a connected socket pinned to a plane's interface whose peer is
 //!   outside every plane of that interface: a misconfiguration.
+//!
+//! A TCP socket that was only `bind()`ed (state `CLOSE`, no peer: [`Role::Bound`]) neither
+//! sends nor can be reached: it is listed, and no rule applies to it. IPv4-mapped IPv6
+//! addresses (`::ffff:10.99.0.1`) are compared as the IPv4 address they carry, local and
+//! remote alike (a listener on `::ffff:127.0.0.1` is a loopback listener); the policy turns
+//! mapped prefixes into IPv4 prefixes when it is loaded (see [`crate::policy`]).
 //!
 //! A daemon can audit itself at start-up:
 //!
@@ -43,7 +50,7 @@ use serde::Serialize;
 use crate::interface::{IfIndex, InterfaceSpec};
 use crate::level::Level;
 use crate::policy::{Plane, Policy, unmap};
-use crate::sockdiag::{self, DiagSocket, SockDiagError};
+use crate::sockdiag::{self, DiagSocket, Role, SockDiagError};
 
 pub use netns::Namespace;
 pub use owners::{Pid, Process};
@@ -608,12 +615,13 @@ fn evaluate(
         })
     };
     let peer = unmap(diag.remote.ip());
+    let role = diag.role();
     for (plane, &plane_if) in policy.planes().iter().zip(resolved) {
         let want = match plane_if.and_then(|i| ns.interface_name(i)) {
             Some(name) => name.to_owned(),
             None => plane.interface.to_string(),
         };
-        if diag.is_connected() {
+        if role == Role::Connected {
             if plane.owns_peer(peer, bound, plane_if) && !pinned_to(plane_if) {
                 push(
                     Rule::UnpinnedPlaneTraffic,
@@ -627,10 +635,10 @@ fn evaluate(
                     ),
                 );
             }
-        } else if diag.is_listening()
+        } else if role == Role::Listening
             && plane.has_port(diag.local.port())
             && !pinned_to(plane_if)
-            && !diag.local.ip().is_loopback()
+            && !unmap(diag.local.ip()).is_loopback()
         {
             push(
                 Rule::UnpinnedPlaneListener,
@@ -646,7 +654,7 @@ fn evaluate(
         }
     }
     // Pinned to some plane's interface, talking to a peer no plane of that interface owns.
-    if diag.is_connected() && bound.is_some() {
+    if role == Role::Connected && bound.is_some() {
         let mut planes_here = policy
             .planes()
             .iter()
