@@ -1,6 +1,9 @@
 //! Exit codes shared by every subcommand, and how errors are printed.
 
+use std::io::Write;
 use std::process::ExitCode;
+
+use crate::text::Escaped;
 
 /// Everything went as hoped: reachable, nothing leaked, no violation.
 pub const OK: u8 = 0;
@@ -10,15 +13,27 @@ pub const FOUND: u8 = 1;
 pub const ERROR: u8 = 2;
 
 /// Prints an error chain (`error: ...` then `  caused by: ...`) and maps it to [`ERROR`].
+/// Control characters in the messages (a path, a name) are escaped; a closed stderr is not an
+/// error of its own.
 pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("ifpin: error: {err}");
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "ifpin: error: {}", Escaped(&err.to_string()));
             for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                let _ = writeln!(stderr, "  caused by: {}", Escaped(&cause.to_string()));
             }
             ExitCode::from(ERROR)
         }
     }
+}
+
+/// Prints `ifpin: warning: ...` on stderr, escaped, ignoring a closed stderr.
+pub fn warn(message: &str) {
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "ifpin: warning: {}",
+        Escaped(message)
+    );
 }

@@ -88,6 +88,8 @@ fn synthetic_audit() -> Audit {
             current: true,
             path: "/proc/thread-self/ns/net".into(),
             pid: None,
+            found: ifpin::audit::netns::Found::Current,
+            handle: None,
         },
         label: "host".into(),
         interfaces: [(1, "lo"), (3, "ctl0"), (4, "eth1"), (5, "ctl1")]

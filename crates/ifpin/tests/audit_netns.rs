@@ -202,7 +202,7 @@ fn all_netns_finds_a_namespace_it_was_not_told_about() {
 
     let audit = snapshot(&AuditOptions {
         all_netns: true,
-        owners: true,
+        ..AuditOptions::default()
     })
     .unwrap();
     let labels: Vec<&str> = audit

@@ -8,6 +8,11 @@
 //! The pass only calls `readlinkat` (no `stat`), and spreads processes over a few threads.
 //! Without `CAP_SYS_PTRACE`/root, other users' fd directories are unreadable: they are
 //! counted, so the audit can say owners may be missing.
+//!
+//! When a process's main thread has exited while others live (`pthread_exit` in `main`), its
+//! `/proc/PID/fd` is empty although the process still holds files: then the fd tables of its
+//! live threads (`/proc/PID/task/TID/fd`) are read instead. (A thread that stopped sharing
+//! its fd table, `unshare(CLONE_FILES)`, while the main thread lives is not looked at.)
 
 use std::ffi::CStr;
 use std::fs;
@@ -28,12 +33,26 @@ pub type Pid = u32;
 /// Socket inode → holding processes, from one pass over `/proc/*/fd`.
 #[derive(Clone, Debug, Default)]
 pub struct OwnerIndex {
-    /// (inode, pid), sorted.
-    pairs: Vec<(u64, Pid)>,
+    /// (inode, pid, fd number), sorted.
+    pairs: Vec<(u64, Pid, u32)>,
+    /// Processes whose fd table was read through one of their threads (the main thread had
+    /// exited): (pid, tid), sorted.
+    pub via_thread: Vec<(Pid, Pid)>,
     /// Processes whose fd directory could not be read for lack of permission.
     pub unreadable: Vec<Pid>,
     /// How many processes were read.
     pub processes_read: usize,
+}
+
+/// Where a socket is held: the process, the thread whose fd table holds it, and the number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// The process.
+    pub pid: Pid,
+    /// The thread whose table was read (the process itself unless its main thread exited).
+    pub tid: Pid,
+    /// The descriptor number in that table.
+    pub fd: u32,
 }
 
 impl OwnerIndex {
@@ -68,24 +87,42 @@ impl OwnerIndex {
         for part in parts {
             index.pairs.extend(part.pairs);
             index.unreadable.extend(part.unreadable);
+            index.via_thread.extend(part.via_thread);
             index.processes_read += part.read;
         }
         index.pairs.sort_unstable();
         index.pairs.dedup();
         index.unreadable.sort_unstable();
+        index.via_thread.sort_unstable();
         Ok(index)
     }
 
-    /// The processes holding socket `inode`, in pid order.
+    /// The processes holding socket `inode`, in pid order, each once.
     pub fn owners(&self, inode: u64) -> impl Iterator<Item = Pid> + '_ {
-        let start = self.pairs.partition_point(|&(i, _)| i < inode);
+        let start = self.pairs.partition_point(|&(i, _, _)| i < inode);
+        let mut last = None;
         self.pairs[start..]
             .iter()
-            .take_while(move |&&(i, _)| i == inode)
-            .map(|&(_, pid)| pid)
+            .take_while(move |&&(i, _, _)| i == inode)
+            .filter_map(move |&(_, pid, _)| (last.replace(pid) != Some(pid)).then_some(pid))
     }
 
-    /// How many (socket, process) links were found.
+    /// Every socket inode found, each once, in order, with one place that holds it.
+    pub fn sockets(&self) -> impl Iterator<Item = (u64, Holder)> + '_ {
+        let mut last = None;
+        self.pairs.iter().filter_map(move |&(inode, pid, fd)| {
+            if last.replace(inode) == Some(inode) {
+                return None;
+            }
+            let tid = self
+                .via_thread
+                .binary_search_by_key(&pid, |&(p, _)| p)
+                .map_or(pid, |i| self.via_thread[i].1);
+            Some((inode, Holder { pid, tid, fd }))
+        })
+    }
+
+    /// How many (socket, process, descriptor) links were found.
     pub fn len(&self) -> usize {
         self.pairs.len()
     }
@@ -98,35 +135,88 @@ impl OwnerIndex {
 
 #[derive(Default)]
 struct Part {
-    pairs: Vec<(u64, Pid)>,
+    pairs: Vec<(u64, Pid, u32)>,
     unreadable: Vec<Pid>,
+    via_thread: Vec<(Pid, Pid)>,
     read: usize,
+}
+
+/// What reading one fd directory gave.
+enum Table {
+    /// Read; this many entries.
+    Read(usize),
+    /// Permission denied.
+    Unreadable,
+    /// Gone (the process or thread exited).
+    Gone,
 }
 
 impl Part {
     fn read_process(&mut self, pid: Pid, buf: &mut [u8]) {
-        let path = format!("/proc/{pid}/fd");
-        let entries = match fs::read_dir(&path) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+        match self.read_table(&format!("/proc/{pid}/fd"), pid, buf) {
+            Table::Read(0) => {}
+            Table::Read(_) => {
+                self.read += 1;
+                return;
+            }
+            Table::Unreadable => {
                 self.unreadable.push(pid);
                 return;
             }
-            // The process exited, or is a zombie: it holds nothing.
-            Err(_) => return,
+            Table::Gone => return,
+        }
+        // An empty table: a process without files (a kernel thread), a zombie, or a process
+        // whose main thread exited while others live. Its live threads still share a table.
+        self.read += 1;
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            return;
+        };
+        for task in tasks.filter_map(Result::ok) {
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<Pid>().ok())
+            else {
+                continue;
+            };
+            if tid == pid {
+                continue;
+            }
+            match self.read_table(&format!("/proc/{pid}/task/{tid}/fd"), pid, buf) {
+                Table::Read(0) | Table::Gone => {}
+                Table::Read(_) => {
+                    self.via_thread.push((pid, tid));
+                    return;
+                }
+                Table::Unreadable => {
+                    self.unreadable.push(pid);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads the socket links of one fd directory, as held by `pid`.
+    fn read_table(&mut self, path: &str, pid: Pid, buf: &mut [u8]) -> Table {
+        let entries = match fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => return Table::Unreadable,
+            // The process exited: it holds nothing.
+            Err(_) => return Table::Gone,
         };
         // The same directory once more, as the base of `readlinkat`.
         let Ok(links) = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY)
-            .open(&path)
+            .open(path)
         else {
-            return;
+            return Table::Gone;
         };
-        self.read += 1;
         let mut name = [0u8; 24];
+        let mut count = 0;
         for entry in entries {
             let Ok(entry) = entry else { break };
+            count += 1;
             let file_name = entry.file_name();
             let bytes = file_name.as_bytes();
             // fd numbers are short; anything else is not an fd link.
@@ -138,10 +228,17 @@ impl Part {
             let Ok(c_name) = CStr::from_bytes_with_nul(&name[..=bytes.len()]) else {
                 continue;
             };
+            let Some(fd) = std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
             if let Some(inode) = socket_link(links.as_fd(), c_name, buf) {
-                self.pairs.push((inode, pid));
+                self.pairs.push((inode, pid, fd));
             }
         }
+        Table::Read(count)
     }
 }
 
@@ -192,8 +289,12 @@ pub struct Process {
 impl Process {
     /// Reads a process's command name and cgroup.
     pub fn read(pid: Pid) -> Process {
-        let command = fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|s| s.trim_end_matches('\n').to_owned())
+        // The kernel ends the name with one newline; the name itself may hold anything.
+        let command = fs::read(format!("/proc/{pid}/comm"))
+            .map(|bytes| {
+                let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+                String::from_utf8_lossy(bytes).into_owned()
+            })
             .unwrap_or_default();
         let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .ok()
@@ -203,6 +304,37 @@ impl Process {
             command,
             cgroup,
         }
+    }
+}
+
+/// Whether a process is there to hold sockets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessStatus {
+    /// No such process.
+    Missing,
+    /// It exited and waits to be reaped: it holds nothing.
+    Zombie,
+    /// Alive (possibly with its main thread exited and other threads running).
+    Alive,
+}
+
+/// Reads `/proc/PID/status`: a process whose main thread exited shows state `Z` while its
+/// other threads live, so it is a zombie only when no other thread is left.
+pub fn process_status(pid: Pid) -> ProcessStatus {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return ProcessStatus::Missing;
+    };
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(str::trim)
+    };
+    let dead = field("State:").is_some_and(|s| s.starts_with('Z') || s.starts_with('X'));
+    let threads: usize = field("Threads:").and_then(|t| t.parse().ok()).unwrap_or(1);
+    if dead && threads <= 1 {
+        ProcessStatus::Zombie
+    } else {
+        ProcessStatus::Alive
     }
 }
 

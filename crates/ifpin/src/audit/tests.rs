@@ -24,6 +24,8 @@ fn namespace(label: &str, interfaces: &[(u32, &str)]) -> NamespaceSnapshot {
             current: true,
             path: "/proc/thread-self/ns/net".into(),
             pid: None,
+            found: crate::audit::netns::Found::Current,
+            handle: None,
         },
         label: label.to_owned(),
         interfaces: interfaces

@@ -9,6 +9,7 @@ pub mod bpf;
 pub mod fd;
 pub mod iface;
 pub mod mount;
+pub mod netns;
 pub mod process;
 pub mod procfs;
 pub mod socket;
