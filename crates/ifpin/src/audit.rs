@@ -62,6 +62,10 @@ pub struct AuditOptions {
     pub all_netns: bool,
     /// Find the processes holding each socket (one pass over `/proc/*/fd`).
     pub owners: bool,
+    /// With `all_netns`: also look at every thread of multi-threaded processes, for namespaces
+    /// only one thread is in (`/proc/PID/task/TID/ns/net`). On by default; turned off only to
+    /// measure what it costs.
+    pub netns_from_threads: bool,
     /// With `all_netns`: also find namespaces that no process or thread is in, kept alive only
     /// by a socket (a TCP/UDP socket in some process's fd table that no namespace's dump
     /// returned is asked for its namespace). This reads every process's fd table even without
@@ -74,6 +78,7 @@ impl Default for AuditOptions {
         AuditOptions {
             all_netns: false,
             owners: true,
+            netns_from_threads: true,
             netns_from_sockets: true,
         }
     }
@@ -247,23 +252,23 @@ pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
         what: "the network namespaces (/proc/*/ns/net, /proc/*/task/*/ns/net, /run/netns)",
         source,
     };
-    let discovery = if options.all_netns {
-        netns::discover().map_err(proc_error)?
-    } else {
-        netns::Discovery {
-            namespaces: vec![netns::current().map_err(proc_error)?],
-            unreadable: Vec::new(),
-        }
-    };
-    let mut warnings = Vec::new();
-    let mut coverage = NetnsCoverage {
-        unreadable_processes: discovery.unreadable.len(),
-        ..NetnsCoverage::default()
-    };
     let from_sockets = options.all_netns && options.netns_from_sockets;
     let scan_fds = options.owners || from_sockets;
-    let (mut tables, owner_index) = std::thread::scope(|scope| {
+    let mut warnings = Vec::new();
+    let mut coverage = NetnsCoverage::default();
+    // The fd tables are read on other threads while this one lists the namespaces and
+    // dumps each of them.
+    let (discovery, mut tables, owner_index) = std::thread::scope(|scope| {
         let owners = scan_fds.then(|| scope.spawn(owners::OwnerIndex::scan));
+        let discovery = if options.all_netns {
+            netns::discover(options.netns_from_threads).map_err(proc_error)?
+        } else {
+            netns::Discovery {
+                namespaces: vec![netns::current().map_err(proc_error)?],
+                unreadable: Vec::new(),
+            }
+        };
+        coverage.unreadable_processes = discovery.unreadable.len();
         let mut tables = Vec::with_capacity(discovery.namespaces.len());
         for ns in &discovery.namespaces {
             read_or_count(ns, &mut tables, &mut coverage)?;
@@ -280,7 +285,7 @@ pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
             ),
             None => None,
         };
-        Ok::<_, AuditError>((tables, owner_index))
+        Ok::<_, AuditError>((discovery, tables, owner_index))
     })?;
     if let (true, Some(index)) = (from_sockets, &owner_index) {
         find_socket_namespaces(index, &discovery.namespaces, &mut tables, &mut coverage)?;

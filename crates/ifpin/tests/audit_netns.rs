@@ -372,8 +372,13 @@ fn listener_in_a_namespace_only_a_socket_holds() -> (TcpListener, u64) {
 }
 
 fn audit_all(netns_from_sockets: bool) -> ifpin::audit::Audit {
+    audit_all_with(true, netns_from_sockets)
+}
+
+fn audit_all_with(netns_from_threads: bool, netns_from_sockets: bool) -> ifpin::audit::Audit {
     snapshot(&AuditOptions {
         all_netns: true,
+        netns_from_threads,
         netns_from_sockets,
         ..AuditOptions::default()
     })
@@ -451,6 +456,16 @@ fn all_netns_finds_a_namespace_only_one_thread_is_in() {
     });
     let (inode, tid) = ready_rx.recv().unwrap();
     let me = std::process::id();
+
+    // The control: from processes alone (and no socket lookup), it cannot be found.
+    let blind = audit_all_with(false, false);
+    assert!(
+        blind
+            .namespaces()
+            .iter()
+            .all(|ns| ns.namespace.inode != inode),
+        "found without looking at threads"
+    );
 
     // Found through the thread, without looking at sockets.
     let audit = audit_all(false);

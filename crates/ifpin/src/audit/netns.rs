@@ -160,7 +160,7 @@ pub fn current() -> io::Result<Namespace> {
 /// Every network namespace that can be found: the current one first, then the named ones,
 /// then those of running processes and threads, each once.
 pub fn all() -> io::Result<Vec<Namespace>> {
-    discover().map(|d| d.namespaces)
+    discover(true).map(|d| d.namespaces)
 }
 
 /// What [`discover`] found.
@@ -173,8 +173,9 @@ pub struct Discovery {
     pub unreadable: Vec<u32>,
 }
 
-/// [`all`], also saying which processes could not be looked at.
-pub fn discover() -> io::Result<Discovery> {
+/// [`all`], also saying which processes could not be looked at; `threads: false` looks only
+/// at each process's main thread.
+pub fn discover(threads: bool) -> io::Result<Discovery> {
     let mut found = vec![current()?];
     for (name, path, inode) in named() {
         if let Some(known) = found.iter_mut().find(|ns| ns.inode == inode) {
@@ -220,6 +221,9 @@ pub fn discover() -> io::Result<Discovery> {
             }
             // Exited meanwhile; a zombie (whose main thread exited) may still have threads.
             Err(_) => {}
+        }
+        if !threads {
+            continue;
         }
         // Threads: `/proc/PID/task` links one directory per thread, plus `.` and `..`; only
         // a process with more than one thread is listed.
