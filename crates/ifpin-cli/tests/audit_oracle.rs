@@ -66,7 +66,7 @@ fn ss_state(proto: &str, state: &str) -> String {
         ("udp", "ESTAB") => "connected".into(),
         (_, "ESTAB") => "established".into(),
         (_, "UNCONN") => "close".into(),
-        (_, other) => other.to_ascii_lowercase().replace("fin-wait-", "fin-wait-"),
+        (_, other) => other.to_ascii_lowercase(),
     }
 }
 
