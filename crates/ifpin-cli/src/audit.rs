@@ -30,12 +30,13 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
 
-    /// Audit every network namespace of the host (named ones and those of running
-    /// processes), labelling each socket with its namespace. Needs root.
+    /// Audit every network namespace of the host (named ones, those of running processes
+    /// and threads, and those only a socket holds), labelling each socket with its namespace.
+    /// Needs root.
     #[arg(long)]
     all_netns: bool,
 
-    /// Show only sockets pinned to this interface (name or index).
+    /// Show only sockets pinned to this interface (name, or index as 7 or #7).
     #[arg(short, long, value_name = "IFACE")]
     interface: Option<String>,
 
@@ -75,11 +76,30 @@ Rules (each violation names its rule):
                              pinned: it can be reached through other interfaces
     pinned-off-plane         a socket pinned to a plane's interface talking to an address
                              outside the plane: a misconfiguration
-Link-local peers scoped to a plane's interface belong to that plane. An interface the policy
-names but this host lacks is a warning (it may be a line card not inserted yet).
+Link-local peers scoped to a plane's interface belong to that plane. A TCP socket that was only
+bound (state close, no peer; "role": "bound" in JSON) sends nothing and cannot be reached: no
+rule applies to it. IPv4-mapped addresses (::ffff:a.b.c.d) are compared as IPv4, local ones
+included (a listener on ::ffff:127.0.0.1 is a loopback listener); a policy prefix
+::ffff:a.b.c.d/N (N >= 96) is read as a.b.c.d/(N-96). An interface the policy names but this
+host lacks is a warning (it may be a line card not inserted yet).
+
+The policy must be a regular file of at most 16 MiB (a FIFO, a device or a directory is refused
+at once) in UTF-8; every error in it names file:line:column.
+
+--all-netns finds namespaces through named mounts (/run/netns), every process and every thread
+(/proc/PID/task/TID/ns/net), and sockets: a TCP/UDP socket in some process's open files that no
+namespace listed is traced to its namespace (pidfd_getfd + SIOCGSKNS), so a namespace kept
+alive only by a socket is audited too. Namespaces that cannot be entered, processes whose
+namespace cannot be read and sockets that cannot be traced are counted and named (warnings,
+and "netns" in JSON).
 
 Without root, sockets of other users' processes show no owner and other network namespaces
-cannot be entered; the audit says so.
+cannot be entered; the audit says so. -i NAME must name an interface that exists here (in some
+audited namespace with --all-netns); -i 7 or -i '#7' selects sockets pinned to index 7 even if
+no interface has it any more. --pid of a process that does not exist or has exited is an error.
+Text output shows control and invisible characters in names as escapes (\n, \e, \u{202e});
+JSON carries them as they are. When the reader of the output goes away (ifpin audit | head),
+the audit ends quietly with its own exit status.
 
 Exit status: 0 no violation, 1 at least one violation shown, 2 usage or system error (a policy
 error names file:line:column).

@@ -15,7 +15,16 @@
 //! Loading parses and validates only; it makes no syscall beyond reading the file, so the
 //! interface is kept as an [`InterfaceSpec`] and resolved by the command that acts on it, in
 //! the network namespace it acts in (an unknown interface is an error for `exec` and a warning
-//! for `audit`). Every error names the file, line and column.
+//! for `audit`). Every error names the file; content errors (TOML, values, UTF-8) also name the
+//! line and column.
+//!
+//! [`Policy::load`] is the one way every command reads a policy file: a regular file only
+//! (opened with `O_NONBLOCK`, its type checked on the open descriptor, so a FIFO or a device
+//! is refused at once), at most [`MAX_POLICY_SIZE`] bytes (the read is bounded whatever the
+//! file claims), parsed in time linear in its size.
+//!
+//! An IPv4-mapped prefix (`::ffff:10.99.0.0/112`) is read as the IPv4 prefix it stands for
+//! (`10.99.0.0/16`), since addresses are unmapped before they are compared.
 //!
 //! Link-local peers (`fe80::/10`, `169.254.0.0/16`) belong to a plane when they are scoped to
 //! the plane's interface: see [`Plane::owns_peer`].
