@@ -476,11 +476,11 @@ fn an_interface_filter_matching_nothing_anywhere_is_an_error() {
     assert!(out.status.code() == Some(0), "{out:?}");
 }
 
-/// Run `ifpin audit --policy PATH` with a deadline: a hang fails the test instead of stalling it.
-fn audit_policy_within_deadline(path: &str) -> std::process::Output {
+/// Runs `ifpin` with a deadline: a hang fails the test instead of stalling it.
+fn ifpin_within_deadline(args: &[&str]) -> std::process::Output {
     use std::process::Stdio;
     let mut child = Command::new(env!("CARGO_BIN_EXE_ifpin"))
-        .args(["audit", "--policy", path])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -490,11 +490,15 @@ fn audit_policy_within_deadline(path: &str) -> std::process::Output {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("ifpin audit --policy {path} did not return");
+            panic!("ifpin {args:?} did not return");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
+}
+
+fn audit_policy_within_deadline(path: &str) -> std::process::Output {
+    ifpin_within_deadline(&["audit", "--policy", path])
 }
 
 #[test]
@@ -529,6 +533,16 @@ fn policy_files_that_are_not_regular_files_are_refused_at_once() {
             && !err.contains("not valid"),
         "{err}"
     );
+    // `exec --policy` reads it with the same loader.
+    for (path, what) in [
+        (fifo, "is a FIFO, not a regular file"),
+        ("/dev/zero", "is a character device, not a regular file"),
+    ] {
+        let out = ifpin_within_deadline(&["exec", "--policy", path, "--plane", "x", "--", "true"]);
+        assert_exit(&out, 2);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("policy file {path} {what}")), "{err}");
+    }
     // Invalid UTF-8: file, line and column of the first bad byte.
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, b"[[plane]]\nname = 'a\xffb'\n").unwrap();
