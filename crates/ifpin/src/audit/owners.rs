@@ -18,7 +18,6 @@ use std::ffi::CStr;
 use std::fs;
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -196,50 +195,49 @@ impl Part {
         }
     }
 
-    /// Reads the socket links of one fd directory, as held by `pid`.
+    /// Reads the socket links of one fd directory, as held by `pid`: one `open`, the
+    /// `getdents` of the listing (names borrowed, not copied) and one `readlinkat` per entry.
     fn read_table(&mut self, path: &str, pid: Pid, buf: &mut [u8]) -> Table {
-        let entries = match fs::read_dir(path) {
-            Ok(entries) => entries,
+        let dir = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(path)
+        {
+            Ok(dir) => dir,
             Err(err) if err.kind() == io::ErrorKind::PermissionDenied => return Table::Unreadable,
             // The process exited: it holds nothing.
             Err(_) => return Table::Gone,
         };
-        // The same directory once more, as the base of `readlinkat`.
-        let Ok(links) = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(path)
-        else {
+        // The same open directory twice: one descriptor is read by the listing, the other is
+        // the base of `readlinkat`.
+        let Ok(links) = dir.try_clone() else {
             return Table::Gone;
         };
-        let mut name = [0u8; 24];
+        let Ok(mut listing) = nix::dir::Dir::from_fd(dir.into()) else {
+            return Table::Gone;
+        };
         let mut count = 0;
-        for entry in entries {
+        for entry in listing.iter() {
             let Ok(entry) = entry else { break };
+            let name = entry.file_name();
+            let bytes = name.to_bytes();
+            // Only fd numbers are fd links ("." and ".." are not).
+            let Some(fd) = parse_fd(bytes) else { continue };
             count += 1;
-            let file_name = entry.file_name();
-            let bytes = file_name.as_bytes();
-            // fd numbers are short; anything else is not an fd link.
-            if bytes.len() >= name.len() {
-                continue;
-            }
-            name[..bytes.len()].copy_from_slice(bytes);
-            name[bytes.len()] = 0;
-            let Ok(c_name) = CStr::from_bytes_with_nul(&name[..=bytes.len()]) else {
-                continue;
-            };
-            let Some(fd) = std::str::from_utf8(bytes)
-                .ok()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if let Some(inode) = socket_link(links.as_fd(), c_name, buf) {
+            if let Some(inode) = socket_link(links.as_fd(), name, buf) {
                 self.pairs.push((inode, pid, fd));
             }
         }
         Table::Read(count)
     }
+}
+
+/// A descriptor number as `/proc/PID/fd` names it.
+fn parse_fd(name: &[u8]) -> Option<u32> {
+    if name.is_empty() || name.len() > 10 || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(name).ok()?.parse().ok()
 }
 
 fn socket_link(dir: std::os::fd::BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> Option<u64> {
@@ -364,6 +362,23 @@ mod tests {
             b"anon_inode:[eventfd]",
         ] {
             assert_eq!(parse_socket_link(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn only_descriptor_numbers_are_descriptors() {
+        assert_eq!(parse_fd(b"0"), Some(0));
+        assert_eq!(parse_fd(b"4294967295"), Some(u32::MAX));
+        for other in [
+            &b"."[..],
+            b"..",
+            b"",
+            b"4294967296",
+            b"12345678901",
+            b"1a",
+            b"-1",
+        ] {
+            assert_eq!(parse_fd(other), None, "{other:?}");
         }
     }
 
