@@ -52,7 +52,8 @@ pub struct Args {
     #[arg(long)]
     no_owners: bool,
 
-    /// Print JSON: {"sockets": [...], "violations": [...], "warnings": [...]}.
+    /// Print JSON: {"sockets": [...], "violations": [...], "warnings": [...], "owners": ...,
+    /// "netns": {...}, "policy": ...}.
     #[arg(long)]
     json: bool,
 }
