@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::builder::TypedValueParser;
 use ifpin::exec::{self, ExecOptions, Program, SignalForwarding};
-use ifpin::policy::Policy;
 use ifpin::{Interface, Level};
 
 /// Arguments of `ifpin exec`.
@@ -181,7 +180,7 @@ fn resolve_interface(args: &Args) -> anyhow::Result<Interface> {
     let (Some(path), Some(plane_name)) = (&args.policy, &args.plane) else {
         bail!("give the interface with -i IFACE, or --policy FILE --plane NAME");
     };
-    let policy = Policy::load(path)?;
+    let policy = crate::audit::load_policy(path)?;
     let plane = policy.plane(plane_name).with_context(|| {
         let names: Vec<&str> = policy.planes().iter().map(|p| p.name.as_str()).collect();
         format!(

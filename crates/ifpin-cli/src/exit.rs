@@ -8,6 +8,8 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
+use crate::text::Escaped;
+
 /// Everything went as hoped: reachable, nothing leaked, no violation.
 pub const OK: u8 = 0;
 /// The command ran and found a problem: a leak, a violation, not reachable.
@@ -45,9 +47,12 @@ pub fn finish(result: anyhow::Result<ExitCode>, format: ErrorFormat) -> ExitCode
     }
     match format {
         ErrorFormat::Text => {
-            eprintln!("ifpin: error: {err}");
+            // Control characters in the messages (a path, a name) are escaped; a closed
+            // stderr is not an error of its own.
+            let mut stderr = io::stderr().lock();
+            let _ = writeln!(stderr, "ifpin: error: {}", Escaped(&err.to_string()));
             for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                let _ = writeln!(stderr, "  caused by: {}", Escaped(&cause.to_string()));
             }
         }
         ErrorFormat::Json(stream) => {
@@ -59,6 +64,11 @@ pub fn finish(result: anyhow::Result<ExitCode>, format: ErrorFormat) -> ExitCode
         }
     }
     ExitCode::from(ERROR)
+}
+
+/// Prints `ifpin: warning: ...` on stderr, escaped, ignoring a closed stderr.
+pub fn warn(message: &str) {
+    let _ = writeln!(io::stderr().lock(), "ifpin: warning: {}", Escaped(message));
 }
 
 /// The one shape of a `--json` error.

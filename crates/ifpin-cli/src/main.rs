@@ -11,6 +11,7 @@ mod demo;
 mod exec;
 mod exit;
 mod probe;
+mod text;
 
 use std::process::ExitCode;
 

@@ -264,3 +264,77 @@ fn interface_filter_keeps_sockets_pinned_there_by_name_or_index() {
     assert!(listed("eth1").is_empty());
     drop(held);
 }
+
+/// Without root, namespaces that cannot be entered are named with the reason, and the
+/// processes whose namespace cannot even be read are counted: nothing is skipped silently.
+#[test]
+fn without_root_unseen_namespaces_are_counted_and_named() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !netlab::require_privileged("without_root_unseen_namespaces_are_counted_and_named") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    // A root process in a namespace of its own, which uid 65534 may not look at.
+    let mut sleeper = chassis.host().command("sleep");
+    sleeper.arg("600");
+    let sleeper = chassis.host().spawn(&mut sleeper).unwrap();
+    struct Kill(netlab::Process);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+        }
+    }
+    let sleeper = Kill(sleeper);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("ifpin");
+    std::fs::copy(env!("CARGO_BIN_EXE_ifpin"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |args: &[&str]| {
+        for _ in 0..50 {
+            match std::process::Command::new(&bin)
+                .args(args)
+                .uid(65534)
+                .gid(65534)
+                .output()
+            {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                result => return result.expect("run ifpin as uid 65534"),
+            }
+        }
+        panic!("{} stayed busy", bin.display());
+    };
+    let out = run(&["audit", "--all-netns", "--json"]);
+    assert_exit(&out, 0);
+    let report = json(&out);
+    let netns = &report["netns"];
+    assert!(
+        netns["unreadable_processes"].as_u64().unwrap() > 0,
+        "{netns}"
+    );
+    let not_entered = netns["not_entered"].as_array().unwrap();
+    let host = not_entered
+        .iter()
+        .find(|u| u["netns"] == chassis.host().name())
+        .unwrap_or_else(|| panic!("{} not named: {netns}", chassis.host().name()));
+    assert!(
+        host["reason"].as_str().unwrap().contains("CAP_SYS_ADMIN"),
+        "{host}"
+    );
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("could not be entered"), "{warnings}");
+    assert!(warnings.contains("could not be read"), "{warnings}");
+
+    // The table says so too.
+    let out = run(&["audit", "--all-netns"]);
+    assert_exit(&out, 0);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("network namespaces may be missing"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    drop(sleeper);
+}

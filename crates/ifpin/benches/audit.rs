@@ -1,5 +1,8 @@
-//! The library's own share of `ifpin audit`: decoding `inet_diag` answers and checking a
-//! policy, per socket. (The end-to-end comparison with `ss` is `scripts/bench-audit`.)
+//! The library's own share of `ifpin audit`: decoding `inet_diag` answers, checking a policy
+//! per socket, and parsing a policy with many planes (2,000 and 20,000: linear means the
+//! second takes about 10 times the first). (The end-to-end comparison with `ss` is
+//! `scripts/bench-audit`; the cost of namespace discovery on a host with 1,000 processes is
+//! the `audit_netns` bench.)
 //!
 //! `cargo bench -p ifpin --bench audit`
 
@@ -88,6 +91,8 @@ fn synthetic_audit() -> Audit {
             current: true,
             path: "/proc/thread-self/ns/net".into(),
             pid: None,
+            found: ifpin::audit::netns::Found::Current,
+            handle: None,
         },
         label: "host".into(),
         interfaces: [(1, "lo"), (3, "ctl0"), (4, "eth1"), (5, "ctl1")]
@@ -128,6 +133,37 @@ fn synthetic_audit() -> Audit {
     Audit::from_parts(vec![ns], sockets, vec![])
 }
 
+/// A policy of `planes` planes, as a person would write it (one value per line).
+fn policy_text(planes: usize) -> String {
+    let mut text = String::with_capacity(planes * 110);
+    for i in 0..planes {
+        text.push_str(&format!(
+            "[[plane]]\nname = \"plane-{i}\"\ninterface = \"ctl{}\"\nprefixes = [\"10.{}.{}.0/24\", \"fd99:{i:x}::/32\"]\nports = [{}]\n\n",
+            i % 8,
+            (i >> 8) & 255,
+            i & 255,
+            1 + i % 65_000,
+        ));
+    }
+    text
+}
+
+fn parse_policy(c: &mut Criterion) {
+    let mut group = c.benchmark_group("policy");
+    group.sample_size(10);
+    for planes in [2_000, 20_000] {
+        let text = policy_text(planes);
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function(format!("parse {planes} planes"), |b| {
+            b.iter(|| {
+                let policy = Policy::parse(black_box(&text), "bench.toml").unwrap();
+                assert_eq!(policy.planes().len(), planes);
+            })
+        });
+    }
+    group.finish();
+}
+
 fn check(c: &mut Criterion) {
     let audit = synthetic_audit();
     let policy = Policy::parse(POLICY, "bench.toml").unwrap();
@@ -143,5 +179,5 @@ fn check(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, check);
+criterion_group!(benches, decode, check, parse_policy);
 criterion_main!(benches);

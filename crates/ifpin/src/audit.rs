@@ -7,14 +7,21 @@
 //! which socket (`/proc/*/fd`, see [`owners`]). [`Audit::check`] then applies the policy's
 //! three rules, resolving each plane's interface in each namespace:
 //!
-//! - [`Rule::UnpinnedPlaneTraffic`]: a connected socket (TCP in any state but `LISTEN`,
-//!   connected UDP) whose peer belongs to a plane and which is not pinned to the plane's
-//!   interface: it relies on the routing table.
-//! - [`Rule::UnpinnedPlaneListener`]: a TCP listener or unconnected UDP socket on a plane's
-//!   port that is not pinned to the plane's interface: it can be reached through other
-//!   interfaces. (Sockets bound to a loopback address cannot, and are left out.)
+//! - [`Rule::UnpinnedPlaneTraffic`]: a connected socket ([`Role::Connected`]: TCP with a
+//!   peer, in any state but `LISTEN`; connected UDP) whose peer belongs to a plane and which
+//!   is not pinned to the plane's interface: it relies on the routing table.
+//! - [`Rule::UnpinnedPlaneListener`]: a TCP listener or unconnected UDP socket
+//!   ([`Role::Listening`]) on a plane's port that is not pinned to the plane's interface: it
+//!   can be reached through other interfaces. (Sockets bound to a loopback address cannot,
+//!   and are left out.)
 //! - [`Rule::PinnedOffPlane`]: a connected socket pinned to a plane's interface whose peer is
 //!   outside every plane of that interface: a misconfiguration.
+//!
+//! A TCP socket that was only `bind()`ed (state `CLOSE`, no peer: [`Role::Bound`]) neither
+//! sends nor can be reached: it is listed, and no rule applies to it. IPv4-mapped IPv6
+//! addresses (`::ffff:10.99.0.1`) are compared as the IPv4 address they carry, local and
+//! remote alike (a listener on `::ffff:127.0.0.1` is a loopback listener); the policy turns
+//! mapped prefixes into IPv4 prefixes when it is loaded (see [`crate::policy`]).
 //!
 //! A daemon can audit itself at start-up:
 //!
@@ -43,7 +50,7 @@ use serde::Serialize;
 use crate::interface::{IfIndex, InterfaceSpec};
 use crate::level::Level;
 use crate::policy::{Plane, Policy, unmap};
-use crate::sockdiag::{self, DiagSocket, SockDiagError};
+use crate::sockdiag::{self, DiagSocket, Role, SockDiagError};
 
 pub use netns::Namespace;
 pub use owners::{Pid, Process};
@@ -55,6 +62,15 @@ pub struct AuditOptions {
     pub all_netns: bool,
     /// Find the processes holding each socket (one pass over `/proc/*/fd`).
     pub owners: bool,
+    /// With `all_netns`: also look at every thread of multi-threaded processes, for namespaces
+    /// only one thread is in (`/proc/PID/task/TID/ns/net`). On by default; turned off only to
+    /// measure what it costs.
+    pub netns_from_threads: bool,
+    /// With `all_netns`: also find namespaces that no process or thread is in, kept alive only
+    /// by a socket (a TCP/UDP socket in some process's fd table that no namespace's dump
+    /// returned is asked for its namespace). This reads every process's fd table even without
+    /// `owners`. On by default; turned off only to measure what it costs.
+    pub netns_from_sockets: bool,
 }
 
 impl Default for AuditOptions {
@@ -62,6 +78,8 @@ impl Default for AuditOptions {
         AuditOptions {
             all_netns: false,
             owners: true,
+            netns_from_threads: true,
+            netns_from_sockets: true,
         }
     }
 }
@@ -129,13 +147,52 @@ pub struct Socket {
 pub enum OwnerCoverage {
     /// Every process's fd table was read.
     Complete,
-    /// Some processes' fd tables could not be read (not root): their sockets show no owner.
+    /// A holder may be missing: some processes' fd tables could not be read.
     Partial {
         /// How many processes could not be read.
         unreadable: usize,
+        /// Why, in words.
+        reason: &'static str,
     },
     /// Owners were not looked up.
     NotRead,
+}
+
+/// A namespace the audit knows of but could not read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnseenNamespace {
+    /// Its label (`net:[INODE]` or its name).
+    pub netns: String,
+    /// How it was found (`process 42`, `thread 43 of process 42`, `socket fd 3 of process 42`).
+    pub found: String,
+    /// Why it could not be read.
+    pub reason: String,
+}
+
+/// How complete the namespace coverage is (`--all-netns`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NetnsCoverage {
+    /// How many namespaces were audited.
+    pub audited: usize,
+    /// Namespaces found but not read, and why.
+    pub not_entered: Vec<UnseenNamespace>,
+    /// Processes whose namespace could not be looked at (other users' processes, without
+    /// root): their namespaces may be missing.
+    pub unreadable_processes: usize,
+    /// TCP/UDP sockets no dump returned whose namespace could not be found (copying the
+    /// descriptor was refused): their namespaces may be missing.
+    pub unresolved_sockets: usize,
+    /// Why the first of them could not be traced.
+    pub unresolved_reason: Option<String>,
+}
+
+impl NetnsCoverage {
+    /// Whether every namespace that holds a socket was audited, as far as can be known.
+    pub fn is_complete(&self) -> bool {
+        self.not_entered.is_empty()
+            && self.unreadable_processes == 0
+            && self.unresolved_sockets == 0
+    }
 }
 
 /// Everything [`snapshot`] read.
@@ -145,6 +202,7 @@ pub struct Audit {
     sockets: Vec<Socket>,
     processes: BTreeMap<Pid, Process>,
     owners: OwnerCoverage,
+    netns: NetnsCoverage,
     warnings: Vec<String>,
 }
 
@@ -186,52 +244,34 @@ pub enum AuditError {
 /// Reads every TCP/UDP socket of the caller's network namespace (or of all of them), with
 /// bound interfaces, names and owners.
 ///
-/// Namespaces that cannot be entered (no `CAP_SYS_ADMIN`) are skipped with a warning; without
-/// root, other users' processes cannot be read and [`Audit::owners`] says so.
+/// Namespaces that cannot be entered (no `CAP_SYS_ADMIN`) are skipped, and named, in
+/// [`Audit::netns`] and a warning; without root, other users' processes cannot be read and
+/// [`Audit::owners`] says so.
 pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
-    let namespaces = if options.all_netns {
-        netns::all()
-    } else {
-        netns::current().map(|ns| vec![ns])
-    }
-    .map_err(|source| AuditError::Proc {
-        what: "the network namespaces (/proc/*/ns/net, /run/netns)",
+    let proc_error = |source| AuditError::Proc {
+        what: "the network namespaces (/proc/*/ns/net, /proc/*/task/*/ns/net, /run/netns)",
         source,
-    })?;
+    };
+    let from_sockets = options.all_netns && options.netns_from_sockets;
+    let scan_fds = options.owners || from_sockets;
     let mut warnings = Vec::new();
-    let (tables, owner_index) = std::thread::scope(|scope| {
-        let owners = options
-            .owners
-            .then(|| scope.spawn(owners::OwnerIndex::scan));
-        let mut tables = Vec::with_capacity(namespaces.len());
-        let mut not_permitted = Vec::new();
-        for ns in &namespaces {
-            match read_namespace(ns) {
-                Ok(table) => tables.push(table),
-                Err(err) if ns.current => return Err(err),
-                // Deleted (or its last process exited) since it was listed: nothing to audit.
-                Err(AuditError::Netns(netns::NetnsError::Open { source, .. }))
-                    if source.kind() == std::io::ErrorKind::NotFound => {}
-                Err(AuditError::Netns(netns::NetnsError::Enter { source, .. }))
-                    if source.raw_os_error() == Some(libc::EPERM) =>
-                {
-                    not_permitted.push(ns.label());
-                }
-                Err(err) => warnings.push(format!(
-                    "skipped network namespace {}: {}",
-                    ns.label(),
-                    chain(&err)
-                )),
+    let mut coverage = NetnsCoverage::default();
+    // The fd tables are read on other threads while this one lists the namespaces and
+    // dumps each of them.
+    let (discovery, mut tables, owner_index) = std::thread::scope(|scope| {
+        let owners = scan_fds.then(|| scope.spawn(owners::OwnerIndex::scan));
+        let discovery = if options.all_netns {
+            netns::discover(options.netns_from_threads).map_err(proc_error)?
+        } else {
+            netns::Discovery {
+                namespaces: vec![netns::current().map_err(proc_error)?],
+                unreadable: Vec::new(),
             }
-        }
-        if !not_permitted.is_empty() {
-            let labels: Vec<&str> = not_permitted.iter().map(String::as_str).collect();
-            warnings.push(format!(
-                "skipped {} network namespaces that could not be entered (setns needs \
-                 CAP_SYS_ADMIN; run as root): {}",
-                not_permitted.len(),
-                list_some(&labels, 5)
-            ));
+        };
+        coverage.unreadable_processes = discovery.unreadable.len();
+        let mut tables = Vec::with_capacity(discovery.namespaces.len());
+        for ns in &discovery.namespaces {
+            read_or_count(ns, &mut tables, &mut coverage)?;
         }
         let owner_index = match owners {
             Some(handle) => Some(
@@ -245,8 +285,14 @@ pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
             ),
             None => None,
         };
-        Ok((tables, owner_index))
+        Ok::<_, AuditError>((discovery, tables, owner_index))
     })?;
+    if let (true, Some(index)) = (from_sockets, &owner_index) {
+        find_socket_namespaces(index, &discovery.namespaces, &mut tables, &mut coverage)?;
+    }
+    coverage.audited = tables.len();
+    netns_warnings(&coverage, &mut warnings);
+    let owner_index = owner_index.filter(|_| options.owners);
 
     let owners = match &owner_index {
         None => OwnerCoverage::NotRead,
@@ -259,6 +305,8 @@ pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
             ));
             OwnerCoverage::Partial {
                 unreadable: index.unreadable.len(),
+                reason: "the open files of some processes could not be read (other users' \
+                         processes, without root)",
             }
         }
     };
@@ -316,8 +364,156 @@ pub fn snapshot(options: &AuditOptions) -> Result<Audit, AuditError> {
         sockets,
         processes,
         owners,
+        netns: coverage,
         warnings,
     })
+}
+
+/// Reads `ns` into `tables`, or records in `coverage` why it could not be read. Only a
+/// failure in the caller's own namespace is an error.
+fn read_or_count(
+    ns: &Namespace,
+    tables: &mut Vec<NamespaceTable>,
+    coverage: &mut NetnsCoverage,
+) -> Result<(), AuditError> {
+    match read_namespace(ns) {
+        Ok(table) => tables.push(table),
+        Err(err) if ns.current => return Err(err),
+        // Deleted (or its last process exited) since it was listed: nothing to audit.
+        Err(AuditError::Netns(netns::NetnsError::Open { source, .. }))
+            if source.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            let reason = match &err {
+                AuditError::Netns(netns::NetnsError::Enter { source, .. })
+                    if source.raw_os_error() == Some(libc::EPERM) =>
+                {
+                    "setns needs CAP_SYS_ADMIN; run as root".to_owned()
+                }
+                other => chain(other),
+            };
+            coverage.not_entered.push(UnseenNamespace {
+                netns: ns.label(),
+                found: found_text(ns.found),
+                reason,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn found_text(found: netns::Found) -> String {
+    match found {
+        netns::Found::Current => "the audit's own".to_owned(),
+        netns::Found::Named => "named".to_owned(),
+        netns::Found::Process { pid } => format!("process {pid}"),
+        netns::Found::Thread { pid, tid } => format!("thread {tid} of process {pid}"),
+        netns::Found::Socket { pid, fd } => format!("socket fd {fd} of process {pid}"),
+    }
+}
+
+/// The protocol names (`system.sockprotoname`) of the sockets `sock_diag` dumps here.
+const DUMPED_PROTOCOLS: [&[u8]; 4] = [b"TCP", b"UDP", b"TCPv6", b"UDPv6"];
+
+/// Finds namespaces that no process or thread is in: a TCP/UDP socket in some fd table that
+/// no dump returned lives in a namespace not audited yet (or was opened, or never bound,
+/// since). Each such socket is asked for its namespace; a new namespace is read at once, so
+/// the rest of its sockets are accounted for without asking again.
+fn find_socket_namespaces(
+    index: &owners::OwnerIndex,
+    known: &[Namespace],
+    tables: &mut Vec<NamespaceTable>,
+    coverage: &mut NetnsCoverage,
+) -> Result<(), AuditError> {
+    let mut dumped: std::collections::HashSet<u64> = tables
+        .iter()
+        .flat_map(|t| t.sockets.iter().map(|s| s.inode))
+        .collect();
+    let mut known: std::collections::HashSet<u64> = known.iter().map(|ns| ns.inode).collect();
+    let mut name = [0u8; 16];
+    for (inode, holder) in index.sockets() {
+        if dumped.contains(&inode) {
+            continue;
+        }
+        // Most sockets no dump returns are UNIX or netlink sockets: ask the protocol first.
+        let path = format!(
+            "/proc/{}/task/{}/fd/{}\0",
+            holder.pid, holder.tid, holder.fd
+        );
+        let Ok(path) = std::ffi::CStr::from_bytes_with_nul(path.as_bytes()) else {
+            continue;
+        };
+        let Ok(len) =
+            crate::sys::netns::getxattr(path, crate::sys::netns::SOCKPROTONAME, &mut name)
+        else {
+            continue;
+        };
+        let proto = name[..len].strip_suffix(b"\0").unwrap_or(&name[..len]);
+        if !DUMPED_PROTOCOLS.contains(&proto) {
+            continue;
+        }
+        match netns::from_socket(holder.pid, holder.tid, holder.fd) {
+            Ok(ns) => {
+                if !known.insert(ns.inode) {
+                    continue;
+                }
+                let before = tables.len();
+                read_or_count(&ns, tables, coverage)?;
+                if let Some(table) = tables.get(before) {
+                    dumped.extend(table.sockets.iter().map(|s| s.inode));
+                }
+            }
+            Err(netns::SocketNsError::Gone) => {}
+            Err(err) => {
+                coverage.unresolved_sockets += 1;
+                coverage
+                    .unresolved_reason
+                    .get_or_insert_with(|| chain(&err));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The warnings that say which namespaces were not audited.
+fn netns_warnings(coverage: &NetnsCoverage, warnings: &mut Vec<String>) {
+    if !coverage.not_entered.is_empty() {
+        let labels: Vec<String> = coverage
+            .not_entered
+            .iter()
+            .map(|u| format!("{} ({}: {})", u.netns, u.found, u.reason))
+            .collect();
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        warnings.push(format!(
+            "{} network namespace{} could not be entered, so {} sockets were not audited: {}",
+            labels.len(),
+            if labels.len() == 1 { "" } else { "s" },
+            if labels.len() == 1 { "its" } else { "their" },
+            list_some(&labels, 5)
+        ));
+    }
+    if coverage.unreadable_processes > 0 {
+        warnings.push(format!(
+            "the network namespace of {} processes could not be read (other users' processes; \
+             run as root): namespaces only they are in were not audited",
+            coverage.unreadable_processes
+        ));
+    }
+    if coverage.unresolved_sockets > 0 {
+        warnings.push(format!(
+            "{} TCP/UDP socket{} held by processes could not be traced to a network namespace \
+             ({}; run as root): the namespaces they belong to may not be audited",
+            coverage.unresolved_sockets,
+            if coverage.unresolved_sockets == 1 {
+                ""
+            } else {
+                "s"
+            },
+            coverage
+                .unresolved_reason
+                .as_deref()
+                .unwrap_or("pidfd_getfd refused"),
+        ));
+    }
 }
 
 /// What one namespace holds, read from inside it.
@@ -431,6 +627,7 @@ impl Audit {
             sockets,
             processes: processes.into_iter().map(|p| (p.pid, p)).collect(),
             owners: OwnerCoverage::NotRead,
+            netns: NetnsCoverage::default(),
             warnings: Vec::new(),
         }
     }
@@ -458,6 +655,11 @@ impl Audit {
     /// How complete the owner information is.
     pub fn owners(&self) -> OwnerCoverage {
         self.owners
+    }
+
+    /// Which namespaces were audited, and which could not be.
+    pub fn netns(&self) -> &NetnsCoverage {
+        &self.netns
     }
 
     /// What the snapshot could not read, in words.
@@ -596,12 +798,13 @@ fn evaluate(
         })
     };
     let peer = unmap(diag.remote.ip());
+    let role = diag.role();
     for (plane, &plane_if) in policy.planes().iter().zip(resolved) {
         let want = match plane_if.and_then(|i| ns.interface_name(i)) {
             Some(name) => name.to_owned(),
             None => plane.interface.to_string(),
         };
-        if diag.is_connected() {
+        if role == Role::Connected {
             if plane.owns_peer(peer, bound, plane_if) && !pinned_to(plane_if) {
                 push(
                     Rule::UnpinnedPlaneTraffic,
@@ -615,10 +818,10 @@ fn evaluate(
                     ),
                 );
             }
-        } else if diag.is_listening()
+        } else if role == Role::Listening
             && plane.has_port(diag.local.port())
             && !pinned_to(plane_if)
-            && !diag.local.ip().is_loopback()
+            && !unmap(diag.local.ip()).is_loopback()
         {
             push(
                 Rule::UnpinnedPlaneListener,
@@ -634,7 +837,7 @@ fn evaluate(
         }
     }
     // Pinned to some plane's interface, talking to a peer no plane of that interface owns.
-    if diag.is_connected() && bound.is_some() {
+    if role == Role::Connected && bound.is_some() {
         let mut planes_here = policy
             .planes()
             .iter()

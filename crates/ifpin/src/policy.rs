@@ -15,7 +15,16 @@
 //! Loading parses and validates only; it makes no syscall beyond reading the file, so the
 //! interface is kept as an [`InterfaceSpec`] and resolved by the command that acts on it, in
 //! the network namespace it acts in (an unknown interface is an error for `exec` and a warning
-//! for `audit`). Every error names the file, line and column.
+//! for `audit`). Every error names the file; content errors (TOML, values, UTF-8) also name the
+//! line and column.
+//!
+//! [`Policy::load`] is the one way every command reads a policy file: a regular file only
+//! (opened with `O_NONBLOCK`, its type checked on the open descriptor, so a FIFO or a device
+//! is refused at once), at most [`MAX_POLICY_SIZE`] bytes (the read is bounded whatever the
+//! file claims), parsed in time linear in its size.
+//!
+//! An IPv4-mapped prefix (`::ffff:10.99.0.0/112`) is read as the IPv4 prefix it stands for
+//! (`10.99.0.0/16`), since addresses are unmapped before they are compared.
 //!
 //! Link-local peers (`fe80::/10`, `169.254.0.0/16`) belong to a plane when they are scoped to
 //! the plane's interface: see [`Plane::owns_peer`].
@@ -71,11 +80,21 @@ impl fmt::Display for Location {
     }
 }
 
-/// Errors loading a policy file. Each names the file; syntax and content errors also name the
-/// line and column.
+/// The largest policy file [`Policy::load`] reads: 16 MiB, far above any real policy (a plane
+/// takes about 100 bytes), and small enough that a wrong path cannot exhaust memory.
+pub const MAX_POLICY_SIZE: u64 = 16 * 1024 * 1024;
+
+/// Errors loading a policy file. Each names the file; syntax, content and encoding errors also
+/// name the line and column.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    /// The file could not be read.
+    /// There is no file at that path.
+    #[error("policy file {}: no such file", path.display())]
+    Missing {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file could not be opened or read.
     #[error("cannot read policy file {}", path.display())]
     Read {
         /// The file.
@@ -83,6 +102,34 @@ pub enum PolicyError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// The path names something other than a regular file (a FIFO, a device, a directory...).
+    #[error("policy file {} is a {kind}, not a regular file", path.display())]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+        /// What it is (`FIFO`, `character device`, `directory`...).
+        kind: &'static str,
+    },
+    /// The file is larger than [`MAX_POLICY_SIZE`].
+    #[error(
+        "policy file {} is larger than {} MiB: that is not a policy",
+        path.display(),
+        MAX_POLICY_SIZE >> 20
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is not valid UTF-8; `at` is the first invalid byte.
+    #[error("{}:{at}: not valid UTF-8 (byte 0x{byte:02x}); a policy file is UTF-8 text", path.display())]
+    Encoding {
+        /// The file.
+        path: PathBuf,
+        /// Where the first invalid byte is (its column counts the characters before it).
+        at: Location,
+        /// The first invalid byte.
+        byte: u8,
     },
     /// The file is not valid TOML, or does not have the policy's shape.
     #[error("{}:{at}: {message}", path.display())]
@@ -110,9 +157,20 @@ impl PolicyError {
     /// Where in the file the problem is, when known.
     pub fn location(&self) -> Option<Location> {
         match self {
-            PolicyError::Read { .. } => None,
-            PolicyError::Syntax { at, .. } | PolicyError::Invalid { at, .. } => Some(*at),
+            PolicyError::Missing { .. }
+            | PolicyError::Read { .. }
+            | PolicyError::NotRegular { .. }
+            | PolicyError::TooLarge { .. } => None,
+            PolicyError::Encoding { at, .. }
+            | PolicyError::Syntax { at, .. }
+            | PolicyError::Invalid { at, .. } => Some(*at),
         }
+    }
+
+    /// Whether the file was read and its content is wrong (as opposed to a file that could not
+    /// be read at all).
+    pub fn is_content(&self) -> bool {
+        self.location().is_some()
     }
 }
 
@@ -136,14 +194,35 @@ struct RawPlane {
 }
 
 impl Policy {
-    /// Reads and validates the policy file at `path`.
+    /// Reads and validates the policy file at `path`: the one loader of every command that
+    /// takes a policy.
+    ///
+    /// The file is opened without blocking (`O_NONBLOCK`, so a FIFO cannot hang the caller)
+    /// and must be a regular file (checked on the open file, `fstat`); at most
+    /// [`MAX_POLICY_SIZE`] bytes are read, whatever the file claims. Parsing takes time linear
+    /// in the file's size.
     pub fn load(path: impl AsRef<Path>) -> Result<Policy, PolicyError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Policy::parse(&text, path)
+        let bytes = read_bounded(path)?;
+        Policy::parse_bytes(&bytes, path)
+    }
+
+    /// Validates policy `bytes`, which must be UTF-8 (an error locates the first invalid
+    /// byte); `path` is only used to name the source in errors.
+    pub fn parse_bytes(bytes: &[u8], path: impl AsRef<Path>) -> Result<Policy, PolicyError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Policy::parse(text, path),
+            Err(err) => {
+                let valid = err.valid_up_to();
+                // The valid prefix is UTF-8, so lines and columns are counted in it.
+                let prefix = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+                Err(PolicyError::Encoding {
+                    path: path.as_ref().to_owned(),
+                    at: LineIndex::new(prefix).locate(valid),
+                    byte: bytes[valid],
+                })
+            }
+        }
     }
 
     /// Validates policy `text`; `path` is only used to name the source in errors.
@@ -341,25 +420,123 @@ fn parse_prefix(text: &str) -> Result<IpNet, String> {
             net.trunc()
         ));
     }
-    Ok(net)
+    Ok(unmap_prefix(net))
 }
 
-/// Turns byte offsets into lines and columns.
+/// Reads at most [`MAX_POLICY_SIZE`] bytes of the regular file at `path`, without ever
+/// blocking in `open`.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, PolicyError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let read_error = |source: std::io::Error| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            PolicyError::Missing {
+                path: path.to_owned(),
+            }
+        } else {
+            PolicyError::Read {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    };
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let kind = if kind.is_fifo() {
+            "FIFO"
+        } else if kind.is_char_device() {
+            "character device"
+        } else if kind.is_block_device() {
+            "block device"
+        } else if kind.is_dir() {
+            "directory"
+        } else if kind.is_socket() {
+            "socket"
+        } else {
+            "special file"
+        };
+        return Err(PolicyError::NotRegular {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+    if meta.len() > MAX_POLICY_SIZE {
+        return Err(PolicyError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    // The size may change, or be wrong (procfs says 0): the read itself is bounded.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_POLICY_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_POLICY_SIZE {
+        return Err(PolicyError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// An IPv4-mapped IPv6 prefix (`::ffff:10.99.0.0/112`, length 96 or more) as the IPv4 prefix it
+/// stands for (`10.99.0.0/16`): peers and local addresses are unmapped before every
+/// comparison, so a mapped prefix would otherwise never match. Any other prefix unchanged.
+/// (A prefix shorter than 96 bits has host bits inside `::ffff:0:0/96` set, or does not
+/// start with it, so it is never mapped; such prefixes, `::/0` included, only match IPv6
+/// addresses.)
+pub fn unmap_prefix(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        net => net,
+    }
+}
+
+/// Turns byte offsets into lines and columns: the start of every line is found once, so each
+/// lookup is a binary search (plus counting characters on a line that is not ASCII).
 struct LineIndex<'a> {
     text: &'a str,
+    /// Byte offset of the start of each line.
+    starts: Vec<usize>,
 }
 
 impl<'a> LineIndex<'a> {
     fn new(text: &'a str) -> Self {
-        LineIndex { text }
+        let mut starts = vec![0];
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        LineIndex { text, starts }
     }
 
     fn locate(&self, offset: usize) -> Location {
-        let offset = offset.min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or(self.text);
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // The last line starting at or before `offset`.
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let start = self.starts[line - 1];
+        let before = &self.text[start..offset];
+        let column = if before.is_ascii() {
+            before.len()
+        } else {
+            before.chars().count()
+        } + 1;
         Location { line, column }
     }
 }
@@ -524,11 +701,174 @@ prefixes = ["192.0.2.0/24"]
     }
 
     #[test]
-    fn unreadable_files_are_named() {
+    fn a_missing_file_says_so() {
         let err = Policy::load("/nonexistent/ifpin-policy.toml").unwrap_err();
-        assert!(matches!(err, PolicyError::Read { .. }));
-        assert!(err.to_string().contains("/nonexistent/ifpin-policy.toml"));
+        assert!(matches!(err, PolicyError::Missing { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "policy file /nonexistent/ifpin-policy.toml: no such file"
+        );
         assert_eq!(err.location(), None);
+        assert!(!err.is_content());
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "ifpin-policy-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Removes a directory when dropped, also on a panic.
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A FIFO with no writer would block `open` forever: it is refused at once. The load runs
+    /// on a thread so that a hang fails the test instead of stalling it.
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = temp_dir("fifo");
+        let _cleanup = Cleanup(dir.clone());
+        let fifo = dir.join("policy.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(Policy::load(&path).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("Policy::load of a FIFO did not return");
+        // Unblock a hung open, if any, so the thread can end.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo);
+        let err = result.unwrap_err();
+        assert!(err.contains("is a FIFO, not a regular file"), "{err}");
+        assert!(err.contains(fifo.to_str().unwrap()), "{err}");
+    }
+
+    use std::os::unix::fs::OpenOptionsExt;
+
+    /// `/dev/zero` never ends; it is refused before a byte is read.
+    #[test]
+    fn devices_and_directories_are_refused() {
+        for (path, kind) in [
+            ("/dev/zero", "character device"),
+            ("/dev/urandom", "character device"),
+            ("/", "directory"),
+        ] {
+            let err = Policy::load(path).unwrap_err();
+            assert!(matches!(err, PolicyError::NotRegular { .. }), "{err:?}");
+            assert_eq!(
+                err.to_string(),
+                format!("policy file {path} is a {kind}, not a regular file")
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_over_16_mib_is_refused_unread() {
+        let dir = temp_dir("large");
+        let _cleanup = Cleanup(dir.clone());
+        let path = dir.join("policy.toml");
+        // Sparse: 16 MiB + 1 byte of zeros, costing no disk.
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_POLICY_SIZE + 1).unwrap();
+        let err = Policy::load(&path).unwrap_err();
+        assert!(matches!(err, PolicyError::TooLarge { .. }), "{err:?}");
+        assert!(err.to_string().contains("larger than 16 MiB"), "{err}");
+        // Exactly 16 MiB is read (and then is not a policy).
+        file.set_len(MAX_POLICY_SIZE).unwrap();
+        let err = Policy::load(&path).unwrap_err();
+        assert!(err.is_content(), "{err:?}");
+    }
+
+    /// A file whose size says 0 (as procfs files do) is still read, up to the cap.
+    #[test]
+    fn the_read_does_not_trust_the_size() {
+        let err = Policy::load("/proc/self/status").unwrap_err();
+        assert!(err.is_content(), "{err:?}");
+        assert!(err.to_string().starts_with("/proc/self/status:1:"), "{err}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_located_at_its_first_bad_byte() {
+        let mut bytes = b"[[plane]]\nname = '\xc3\xa9t\xc3\xa9'\ninterface = 'c\xff'\n".to_vec();
+        let err = Policy::parse_bytes(&bytes, "test.toml").unwrap_err();
+        assert!(
+            matches!(err, PolicyError::Encoding { byte: 0xff, .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "test.toml:3:15: not valid UTF-8 (byte 0xff); a policy file is UTF-8 text"
+        );
+        // On the first line, after multi-byte characters: columns count characters.
+        bytes = b"# \xc3\xa9\xc3\xa9 \xe2\x82".to_vec();
+        let err = Policy::parse_bytes(&bytes, "test.toml").unwrap_err();
+        assert_eq!(err.location(), Some(Location { line: 1, column: 6 }));
+        // The same through load.
+        let dir = temp_dir("utf8");
+        let _cleanup = Cleanup(dir.clone());
+        let path = dir.join("policy.toml");
+        std::fs::write(&path, b"\n\n\x80").unwrap();
+        let err = Policy::load(&path).unwrap_err();
+        assert_eq!(err.location(), Some(Location { line: 3, column: 1 }));
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}:3:1: ", path.display()))
+        );
+    }
+
+    #[test]
+    fn line_index_agrees_with_counting() {
+        let text = "a\n\nbé c\n\u{1F600}x\ny";
+        let index = LineIndex::new(text);
+        for offset in 0..=text.len() + 2 {
+            let o = offset.min(text.len());
+            let mut o2 = o;
+            while !text.is_char_boundary(o2) {
+                o2 -= 1;
+            }
+            let before = &text[..o2];
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before[start..].chars().count() + 1;
+            assert_eq!(index.locate(offset), Location { line, column }, "{offset}");
+        }
+    }
+
+    #[test]
+    fn v4_mapped_prefixes_become_ipv4_prefixes() {
+        let plane = plane_of("::ffff:10.99.0.0/112".to_owned());
+        assert_eq!(
+            plane.prefixes,
+            vec!["10.99.0.0/16".parse::<IpNet>().unwrap()]
+        );
+        assert!(plane.contains("10.99.3.4".parse().unwrap()));
+        assert!(plane.contains("::ffff:10.99.3.4".parse().unwrap()));
+        assert!(!plane.contains("10.98.3.4".parse().unwrap()));
+        let all = plane_of("::ffff:0.0.0.0/96".to_owned());
+        assert_eq!(all.prefixes, vec!["0.0.0.0/0".parse::<IpNet>().unwrap()]);
+        let one = plane_of("::ffff:192.0.2.1/128".to_owned());
+        assert_eq!(one.prefixes, vec!["192.0.2.1/32".parse::<IpNet>().unwrap()]);
+        // Other IPv6 prefixes stay as written.
+        let v6 = plane_of("::/0".to_owned());
+        assert_eq!(v6.prefixes, vec!["::/0".parse::<IpNet>().unwrap()]);
+        assert_eq!(
+            unmap_prefix("64:ff9b::/96".parse().unwrap()),
+            "64:ff9b::/96".parse::<IpNet>().unwrap()
+        );
     }
 
     #[test]

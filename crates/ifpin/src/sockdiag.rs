@@ -156,21 +156,65 @@ pub struct DiagSocket {
     pub cgroup_id: Option<u64>,
 }
 
+/// What a socket does, as the policy rules see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// It has a peer: TCP in any state but `LISTEN` and `CLOSE`, a TCP socket in `CLOSE` that
+    /// still names a peer (a connection that failed or ended), or a connected UDP socket.
+    Connected,
+    /// It waits for peers: a TCP listener, or an unconnected UDP socket (which receives from
+    /// anyone).
+    Listening,
+    /// Neither: a TCP socket that was only `bind()`ed (state `CLOSE`, no peer). It sends
+    /// nothing and cannot be reached, so no rule applies to it.
+    Bound,
+}
+
+impl Role {
+    /// `connected`, `listening` or `bound`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Connected => "connected",
+            Role::Listening => "listening",
+            Role::Bound => "bound",
+        }
+    }
+}
+
 impl DiagSocket {
-    /// Whether the socket has a peer: TCP in any state but `LISTEN`, or connected UDP.
-    pub fn is_connected(&self) -> bool {
+    /// Whether the socket names a remote address or port (the kernel reports the
+    /// unspecified address and port 0 when there is none).
+    pub fn has_peer(&self) -> bool {
+        self.remote.port() != 0 || !self.remote.ip().is_unspecified()
+    }
+
+    /// What the socket does: connected, listening, or only bound.
+    pub fn role(&self) -> Role {
         match self.protocol {
-            Protocol::Tcp => self.state != SocketState::LISTEN,
-            Protocol::Udp => self.state == SocketState::ESTABLISHED || self.remote.port() != 0,
+            Protocol::Tcp if self.state == SocketState::LISTEN => Role::Listening,
+            Protocol::Tcp if self.state == SocketState::CLOSE && !self.has_peer() => Role::Bound,
+            Protocol::Tcp => Role::Connected,
+            Protocol::Udp if self.state == SocketState::ESTABLISHED || self.has_peer() => {
+                Role::Connected
+            }
+            Protocol::Udp => Role::Listening,
         }
     }
 
-    /// Whether the socket waits for peers: a TCP listener or an unconnected UDP socket.
+    /// Whether the socket has a peer ([`Role::Connected`]).
+    pub fn is_connected(&self) -> bool {
+        self.role() == Role::Connected
+    }
+
+    /// Whether the socket waits for peers ([`Role::Listening`]).
     pub fn is_listening(&self) -> bool {
-        match self.protocol {
-            Protocol::Tcp => self.state == SocketState::LISTEN,
-            Protocol::Udp => !self.is_connected(),
-        }
+        self.role() == Role::Listening
+    }
+
+    /// Whether the socket is only bound: TCP, state `CLOSE`, no peer ([`Role::Bound`]).
+    pub fn is_bound_only(&self) -> bool {
+        self.role() == Role::Bound
     }
 }
 

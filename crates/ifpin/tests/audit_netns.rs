@@ -202,7 +202,7 @@ fn all_netns_finds_a_namespace_it_was_not_told_about() {
 
     let audit = snapshot(&AuditOptions {
         all_netns: true,
-        owners: true,
+        ..AuditOptions::default()
     })
     .unwrap();
     let labels: Vec<&str> = audit
@@ -352,4 +352,141 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
     }
+}
+
+/// A listener in a fresh namespace that no process or thread is in any more: a thread
+/// unshares its network namespace, listens, and goes back. Only the socket keeps the
+/// namespace alive.
+fn listener_in_a_namespace_only_a_socket_holds() -> (TcpListener, u64) {
+    use std::os::unix::fs::MetadataExt;
+    std::thread::spawn(|| {
+        let home = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let inode = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
+        let listener = TcpListener::bind("0.0.0.0:7500").unwrap();
+        nix::sched::setns(&home, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        (listener, inode)
+    })
+    .join()
+    .unwrap()
+}
+
+fn audit_all(netns_from_sockets: bool) -> ifpin::audit::Audit {
+    audit_all_with(true, netns_from_sockets)
+}
+
+fn audit_all_with(netns_from_threads: bool, netns_from_sockets: bool) -> ifpin::audit::Audit {
+    snapshot(&AuditOptions {
+        all_netns: true,
+        netns_from_threads,
+        netns_from_sockets,
+        ..AuditOptions::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn all_netns_finds_a_namespace_held_only_by_a_socket() {
+    use ifpin::audit::netns::Found;
+    if !netlab::require_privileged("all_netns_finds_a_namespace_held_only_by_a_socket") {
+        return;
+    }
+    let (listener, inode) = listener_in_a_namespace_only_a_socket_holds();
+    let me = std::process::id();
+    let label = format!("net:[{inode}]");
+
+    // The control: from processes and threads alone, it cannot be found.
+    let blind = audit_all(false);
+    assert!(
+        blind
+            .namespaces()
+            .iter()
+            .all(|ns| ns.namespace.inode != inode),
+        "found without looking at sockets"
+    );
+
+    let audit = audit_all(true);
+    let ns = audit
+        .namespaces()
+        .iter()
+        .find(|ns| ns.namespace.inode == inode)
+        .unwrap_or_else(|| panic!("{label} not audited: {:?}", audit.netns()));
+    assert_eq!(ns.label, label);
+    assert!(
+        matches!(ns.namespace.found, Found::Socket { pid, .. } if pid == me),
+        "{:?}",
+        ns.namespace.found
+    );
+    let ours: Vec<_> = audit
+        .sockets()
+        .iter()
+        .filter(|s| audit.namespace_of(s).namespace.inode == inode)
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:#?}");
+    assert_eq!(ours[0].diag.local, "0.0.0.0:7500".parse().unwrap());
+    assert_eq!(ours[0].pids, vec![me]);
+    // Checked like any other: a wildcard listener on a plane port.
+    let policy = Policy::parse(POLICY, "card.toml").unwrap();
+    let check = audit.check(&policy);
+    assert!(check.violations.iter().any(|v| {
+        let s = &audit.sockets()[v.socket];
+        v.rule == Rule::UnpinnedPlaneListener && audit.namespace_of(s).namespace.inode == inode
+    }));
+    drop(listener);
+}
+
+#[test]
+fn all_netns_finds_a_namespace_only_one_thread_is_in() {
+    use ifpin::audit::netns::Found;
+    use std::os::unix::fs::MetadataExt;
+    if !netlab::require_privileged("all_netns_finds_a_namespace_only_one_thread_is_in") {
+        return;
+    }
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    // The thread stays in its namespace until the test ends (or panics: the sender drops).
+    let thread = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let inode = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
+        let tid = nix::unistd::gettid().as_raw() as u32;
+        let listener = UdpSocket::bind("0.0.0.0:7501").unwrap();
+        ready_tx.send((inode, tid)).unwrap();
+        let _ = done_rx.recv();
+        drop(listener);
+    });
+    let (inode, tid) = ready_rx.recv().unwrap();
+    let me = std::process::id();
+
+    // The control: from processes alone (and no socket lookup), it cannot be found.
+    let blind = audit_all_with(false, false);
+    assert!(
+        blind
+            .namespaces()
+            .iter()
+            .all(|ns| ns.namespace.inode != inode),
+        "found without looking at threads"
+    );
+
+    // Found through the thread, without looking at sockets.
+    let audit = audit_all(false);
+    let ns = audit
+        .namespaces()
+        .iter()
+        .find(|ns| ns.namespace.inode == inode)
+        .unwrap_or_else(|| panic!("net:[{inode}] not audited"));
+    assert_eq!(
+        ns.namespace.found,
+        Found::Thread { pid: me, tid },
+        "{:?}",
+        ns.namespace
+    );
+    let ours: Vec<_> = audit
+        .sockets()
+        .iter()
+        .filter(|s| audit.namespace_of(s).namespace.inode == inode)
+        .map(|s| (s.diag.local, s.pids.clone()))
+        .collect();
+    assert_eq!(ours, vec![("0.0.0.0:7501".parse().unwrap(), vec![me])]);
+    drop(done_tx);
+    thread.join().unwrap();
 }

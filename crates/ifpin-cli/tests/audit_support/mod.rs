@@ -1,6 +1,9 @@
 //! Shared by the `ifpin audit` black-box tests (`audit_cli.rs`, `audit_netns.rs`): run the built
 //! binary, check its exit code, write a policy file, parse a JSON report.
 
+// Each test binary uses some of these helpers.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

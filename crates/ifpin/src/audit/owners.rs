@@ -8,12 +8,16 @@
 //! The pass only calls `readlinkat` (no `stat`), and spreads processes over a few threads.
 //! Without `CAP_SYS_PTRACE`/root, other users' fd directories are unreadable: they are
 //! counted, so the audit can say owners may be missing.
+//!
+//! When a process's main thread has exited while others live (`pthread_exit` in `main`), its
+//! `/proc/PID/fd` is empty although the process still holds files: then the fd tables of its
+//! live threads (`/proc/PID/task/TID/fd`) are read instead. (A thread that stopped sharing
+//! its fd table, `unshare(CLONE_FILES)`, while the main thread lives is not looked at.)
 
 use std::ffi::CStr;
 use std::fs;
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,12 +32,26 @@ pub type Pid = u32;
 /// Socket inode → holding processes, from one pass over `/proc/*/fd`.
 #[derive(Clone, Debug, Default)]
 pub struct OwnerIndex {
-    /// (inode, pid), sorted.
-    pairs: Vec<(u64, Pid)>,
+    /// (inode, pid, fd number), sorted.
+    pairs: Vec<(u64, Pid, u32)>,
+    /// Processes whose fd table was read through one of their threads (the main thread had
+    /// exited): (pid, tid), sorted.
+    pub via_thread: Vec<(Pid, Pid)>,
     /// Processes whose fd directory could not be read for lack of permission.
     pub unreadable: Vec<Pid>,
     /// How many processes were read.
     pub processes_read: usize,
+}
+
+/// Where a socket is held: the process, the thread whose fd table holds it, and the number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// The process.
+    pub pid: Pid,
+    /// The thread whose table was read (the process itself unless its main thread exited).
+    pub tid: Pid,
+    /// The descriptor number in that table.
+    pub fd: u32,
 }
 
 impl OwnerIndex {
@@ -68,24 +86,42 @@ impl OwnerIndex {
         for part in parts {
             index.pairs.extend(part.pairs);
             index.unreadable.extend(part.unreadable);
+            index.via_thread.extend(part.via_thread);
             index.processes_read += part.read;
         }
         index.pairs.sort_unstable();
         index.pairs.dedup();
         index.unreadable.sort_unstable();
+        index.via_thread.sort_unstable();
         Ok(index)
     }
 
-    /// The processes holding socket `inode`, in pid order.
+    /// The processes holding socket `inode`, in pid order, each once.
     pub fn owners(&self, inode: u64) -> impl Iterator<Item = Pid> + '_ {
-        let start = self.pairs.partition_point(|&(i, _)| i < inode);
+        let start = self.pairs.partition_point(|&(i, _, _)| i < inode);
+        let mut last = None;
         self.pairs[start..]
             .iter()
-            .take_while(move |&&(i, _)| i == inode)
-            .map(|&(_, pid)| pid)
+            .take_while(move |&&(i, _, _)| i == inode)
+            .filter_map(move |&(_, pid, _)| (last.replace(pid) != Some(pid)).then_some(pid))
     }
 
-    /// How many (socket, process) links were found.
+    /// Every socket inode found, each once, in order, with one place that holds it.
+    pub fn sockets(&self) -> impl Iterator<Item = (u64, Holder)> + '_ {
+        let mut last = None;
+        self.pairs.iter().filter_map(move |&(inode, pid, fd)| {
+            if last.replace(inode) == Some(inode) {
+                return None;
+            }
+            let tid = self
+                .via_thread
+                .binary_search_by_key(&pid, |&(p, _)| p)
+                .map_or(pid, |i| self.via_thread[i].1);
+            Some((inode, Holder { pid, tid, fd }))
+        })
+    }
+
+    /// How many (socket, process, descriptor) links were found.
     pub fn len(&self) -> usize {
         self.pairs.len()
     }
@@ -98,51 +134,110 @@ impl OwnerIndex {
 
 #[derive(Default)]
 struct Part {
-    pairs: Vec<(u64, Pid)>,
+    pairs: Vec<(u64, Pid, u32)>,
     unreadable: Vec<Pid>,
+    via_thread: Vec<(Pid, Pid)>,
     read: usize,
+}
+
+/// What reading one fd directory gave.
+enum Table {
+    /// Read; this many entries.
+    Read(usize),
+    /// Permission denied.
+    Unreadable,
+    /// Gone (the process or thread exited).
+    Gone,
 }
 
 impl Part {
     fn read_process(&mut self, pid: Pid, buf: &mut [u8]) {
-        let path = format!("/proc/{pid}/fd");
-        let entries = match fs::read_dir(&path) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+        match self.read_table(&format!("/proc/{pid}/fd"), pid, buf) {
+            Table::Read(0) => {}
+            Table::Read(_) => {
+                self.read += 1;
+                return;
+            }
+            Table::Unreadable => {
                 self.unreadable.push(pid);
                 return;
             }
-            // The process exited, or is a zombie: it holds nothing.
-            Err(_) => return,
-        };
-        // The same directory once more, as the base of `readlinkat`.
-        let Ok(links) = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(&path)
-        else {
+            Table::Gone => return,
+        }
+        // An empty table: a process without files (a kernel thread), a zombie, or a process
+        // whose main thread exited while others live. Its live threads still share a table.
+        self.read += 1;
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
             return;
         };
-        self.read += 1;
-        let mut name = [0u8; 24];
-        for entry in entries {
-            let Ok(entry) = entry else { break };
-            let file_name = entry.file_name();
-            let bytes = file_name.as_bytes();
-            // fd numbers are short; anything else is not an fd link.
-            if bytes.len() >= name.len() {
-                continue;
-            }
-            name[..bytes.len()].copy_from_slice(bytes);
-            name[bytes.len()] = 0;
-            let Ok(c_name) = CStr::from_bytes_with_nul(&name[..=bytes.len()]) else {
+        for task in tasks.filter_map(Result::ok) {
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<Pid>().ok())
+            else {
                 continue;
             };
-            if let Some(inode) = socket_link(links.as_fd(), c_name, buf) {
-                self.pairs.push((inode, pid));
+            if tid == pid {
+                continue;
+            }
+            match self.read_table(&format!("/proc/{pid}/task/{tid}/fd"), pid, buf) {
+                Table::Read(0) | Table::Gone => {}
+                Table::Read(_) => {
+                    self.via_thread.push((pid, tid));
+                    return;
+                }
+                Table::Unreadable => {
+                    self.unreadable.push(pid);
+                    return;
+                }
             }
         }
     }
+
+    /// Reads the socket links of one fd directory, as held by `pid`: one `open`, the
+    /// `getdents` of the listing (names borrowed, not copied) and one `readlinkat` per entry.
+    fn read_table(&mut self, path: &str, pid: Pid, buf: &mut [u8]) -> Table {
+        let dir = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(path)
+        {
+            Ok(dir) => dir,
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => return Table::Unreadable,
+            // The process exited: it holds nothing.
+            Err(_) => return Table::Gone,
+        };
+        // The same open directory twice: one descriptor is read by the listing, the other is
+        // the base of `readlinkat`.
+        let Ok(links) = dir.try_clone() else {
+            return Table::Gone;
+        };
+        let Ok(mut listing) = nix::dir::Dir::from_fd(dir.into()) else {
+            return Table::Gone;
+        };
+        let mut count = 0;
+        for entry in listing.iter() {
+            let Ok(entry) = entry else { break };
+            let name = entry.file_name();
+            let bytes = name.to_bytes();
+            // Only fd numbers are fd links ("." and ".." are not).
+            let Some(fd) = parse_fd(bytes) else { continue };
+            count += 1;
+            if let Some(inode) = socket_link(links.as_fd(), name, buf) {
+                self.pairs.push((inode, pid, fd));
+            }
+        }
+        Table::Read(count)
+    }
+}
+
+/// A descriptor number as `/proc/PID/fd` names it.
+fn parse_fd(name: &[u8]) -> Option<u32> {
+    if name.is_empty() || name.len() > 10 || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(name).ok()?.parse().ok()
 }
 
 fn socket_link(dir: std::os::fd::BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> Option<u64> {
@@ -192,8 +287,12 @@ pub struct Process {
 impl Process {
     /// Reads a process's command name and cgroup.
     pub fn read(pid: Pid) -> Process {
-        let command = fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|s| s.trim_end_matches('\n').to_owned())
+        // The kernel ends the name with one newline; the name itself may hold anything.
+        let command = fs::read(format!("/proc/{pid}/comm"))
+            .map(|bytes| {
+                let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+                String::from_utf8_lossy(bytes).into_owned()
+            })
             .unwrap_or_default();
         let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .ok()
@@ -203,6 +302,37 @@ impl Process {
             command,
             cgroup,
         }
+    }
+}
+
+/// Whether a process is there to hold sockets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessStatus {
+    /// No such process.
+    Missing,
+    /// It exited and waits to be reaped: it holds nothing.
+    Zombie,
+    /// Alive (possibly with its main thread exited and other threads running).
+    Alive,
+}
+
+/// Reads `/proc/PID/status`: a process whose main thread exited shows state `Z` while its
+/// other threads live, so it is a zombie only when no other thread is left.
+pub fn process_status(pid: Pid) -> ProcessStatus {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return ProcessStatus::Missing;
+    };
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(str::trim)
+    };
+    let dead = field("State:").is_some_and(|s| s.starts_with('Z') || s.starts_with('X'));
+    let threads: usize = field("Threads:").and_then(|t| t.parse().ok()).unwrap_or(1);
+    if dead && threads <= 1 {
+        ProcessStatus::Zombie
+    } else {
+        ProcessStatus::Alive
     }
 }
 
@@ -232,6 +362,23 @@ mod tests {
             b"anon_inode:[eventfd]",
         ] {
             assert_eq!(parse_socket_link(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn only_descriptor_numbers_are_descriptors() {
+        assert_eq!(parse_fd(b"0"), Some(0));
+        assert_eq!(parse_fd(b"4294967295"), Some(u32::MAX));
+        for other in [
+            &b"."[..],
+            b"..",
+            b"",
+            b"4294967296",
+            b"12345678901",
+            b"1a",
+            b"-1",
+        ] {
+            assert_eq!(parse_fd(other), None, "{other:?}");
         }
     }
 

@@ -24,6 +24,8 @@ fn namespace(label: &str, interfaces: &[(u32, &str)]) -> NamespaceSnapshot {
             current: true,
             path: "/proc/thread-self/ns/net".into(),
             pid: None,
+            found: crate::audit::netns::Found::Current,
+            handle: None,
         },
         label: label.to_owned(),
         interfaces: interfaces
@@ -306,4 +308,114 @@ fn exec_runs_are_told_by_their_cgroup() {
 fn long_lists_are_cut() {
     assert_eq!(list_some(&["a", "b"], 5), "a, b");
     assert_eq!(list_some(&["a", "b", "c", "d"], 2), "a, b and 2 more");
+}
+
+/// A TCP socket that was only `bind()`ed: state CLOSE, no peer.
+fn bound_only(local: &str, bound: u32) -> Socket {
+    let remote = if local.starts_with('[') {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    socket(Tcp, SocketState::CLOSE, local, remote, bound)
+}
+
+#[test]
+fn a_bind_only_socket_is_bound_and_breaks_no_rule() {
+    let s = bound_only("10.99.0.1:7500", CTL0);
+    assert_eq!(s.diag.role(), crate::sockdiag::Role::Bound);
+    assert!(!s.diag.is_connected() && !s.diag.is_listening());
+    // Pinned to the plane: not "pinned-off-plane" with a peer 0.0.0.0.
+    let policy = Policy::parse(POLICY, "policy.toml").unwrap();
+    let sockets = vec![
+        bound_only("10.99.0.1:7500", CTL0),
+        bound_only("0.0.0.0:7500", 0),
+        bound_only("[::]:7500", 0),
+        bound_only("[fd99::1]:40000", CTL0),
+    ];
+    let check = Audit::from_parts(vec![host()], sockets, vec![]).check(&policy);
+    assert!(check.violations.is_empty(), "{:#?}", check.violations);
+
+    // A plane that owns every address: a bound socket still talks to no one.
+    let everything = Policy::parse(
+        "[[plane]]\nname='all'\ninterface='ctl0'\nprefixes=['0.0.0.0/0', '::/0']\n",
+        "p.toml",
+    )
+    .unwrap();
+    let sockets = vec![
+        bound_only("192.0.2.1:40000", 0),
+        bound_only("[::]:40001", ETH1),
+        bound_only("10.99.0.1:40002", CTL0),
+    ];
+    let check = Audit::from_parts(vec![host()], sockets, vec![]).check(&everything);
+    assert!(check.violations.is_empty(), "{:#?}", check.violations);
+
+    // A TCP socket in CLOSE that still names a peer (a failed connect) is traffic.
+    let failed = socket(
+        Tcp,
+        SocketState::CLOSE,
+        "10.99.0.1:40003",
+        "10.99.0.2:7500",
+        0,
+    );
+    assert_eq!(failed.diag.role(), crate::sockdiag::Role::Connected);
+    let check = Audit::from_parts(vec![host()], vec![failed], vec![]).check(&policy);
+    let rules: Vec<_> = check.violations.iter().map(|v| v.rule).collect();
+    assert_eq!(rules, vec![Rule::UnpinnedPlaneTraffic]);
+}
+
+#[test]
+fn a_v4_mapped_loopback_listener_is_a_loopback_listener() {
+    let policy = Policy::parse(POLICY, "policy.toml").unwrap();
+    let sockets = vec![
+        socket(Tcp, LISTEN, "127.0.0.1:7500", "0.0.0.0:0", 0),
+        socket(Tcp, LISTEN, "[::1]:7500", "[::]:0", 0),
+        socket(Tcp, LISTEN, "[::ffff:127.0.0.1]:7500", "[::]:0", 0),
+        socket(Tcp, LISTEN, "[::ffff:127.9.9.9]:7500", "[::]:0", 0),
+        socket(Udp, UNCONN, "[::ffff:127.0.0.1]:7500", "[::]:0", 0),
+        // The control: a mapped non-loopback address is reachable.
+        socket(Tcp, LISTEN, "[::ffff:10.99.0.1]:7500", "[::]:0", 0),
+    ];
+    let check = Audit::from_parts(vec![host()], sockets, vec![]).check(&policy);
+    let got: Vec<_> = check
+        .violations
+        .iter()
+        .map(|v| (v.socket, v.rule))
+        .collect();
+    assert_eq!(got, vec![(5, Rule::UnpinnedPlaneListener)]);
+}
+
+#[test]
+fn a_v4_mapped_policy_prefix_matches_its_ipv4_peers() {
+    let policy = Policy::parse(
+        "[[plane]]\nname='bp'\ninterface='ctl0'\nprefixes=['::ffff:10.99.0.0/112']\n",
+        "p.toml",
+    )
+    .unwrap();
+    let sockets = vec![
+        socket(Tcp, EST, "10.99.0.1:40000", "10.99.0.2:7500", 0),
+        socket(
+            Tcp,
+            EST,
+            "[::ffff:10.99.0.1]:1",
+            "[::ffff:10.99.3.2]:7500",
+            0,
+        ),
+        socket(Tcp, EST, "10.99.0.1:40001", "10.98.0.2:7500", 0),
+        socket(Tcp, EST, "10.99.0.1:40002", "10.98.0.2:7500", CTL0),
+    ];
+    let check = Audit::from_parts(vec![host()], sockets, vec![]).check(&policy);
+    let got: Vec<_> = check
+        .violations
+        .iter()
+        .map(|v| (v.socket, v.rule))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, Rule::UnpinnedPlaneTraffic),
+            (1, Rule::UnpinnedPlaneTraffic),
+            (3, Rule::PinnedOffPlane)
+        ]
+    );
 }

@@ -10,6 +10,7 @@ pub mod fd;
 pub mod iface;
 pub mod landlock;
 pub mod mount;
+pub mod netns;
 pub mod process;
 pub mod procfs;
 pub mod seccomp;
