@@ -112,7 +112,7 @@ fn print_human(report: &ProbeReport) -> std::io::Result<()> {
     }
     if let Some(reply) = &report.reply {
         // The peer chose these bytes: no control character reaches the terminal.
-        let _ = writeln!(text, "  reply:       {}", reply.escape_debug());
+        let _ = writeln!(text, "  reply:       {}", crate::text::Escaped(reply));
     }
     if let Some(detail) = &report.detail {
         let _ = writeln!(text, "  why:         {detail}");
