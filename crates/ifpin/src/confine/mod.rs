@@ -5,11 +5,7 @@
 //! its programs share with user space, and the programs it attached. Processes moved in (and
 //! all their children, static binaries included) are held at the chosen [`Level`]:
 //!
-//! | level | programs (without `allow_loopback`) |
-//! |---|---|
-//! | pinned | `sock_create` sets `bound_dev_if` on every AF_INET/AF_INET6 socket |
-//! | enforced | + `cgroup_skb` egress and ingress filters passing only the interface, + `setsockopt` guard refusing multicast memberships on other interfaces |
-//! | sealed | + the guard also refuses unpinning and re-steering options and error queues of unpinned sockets, + `bind6` guard refusing `fe80::/10` binds |
+//! What each [`Level`] attaches is one table, [`plan::attachments`].
 //!
 //! With `allow_loopback`, sockets are not pinned at creation (that breaks loopback, and
 //! unpinning from BPF needs `CAP_NET_RAW` of the task): `connect4|6`, `sendmsg4|6` and
@@ -51,16 +47,20 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Serialize;
 
-use crate::bpf::programs::{
-    self, AddrHook, Config, Counter, Direction, GuardOptions, MapFds, PinOptions,
-};
+use crate::bpf::programs::{Config, Counter, MapFds};
 use crate::bpf::{LoadError, Map, Program};
 use crate::cgroup::{self, Cgroup, CgroupError};
-use crate::sys::bpf::{self as sys, AttachType, ProgType, SyscallError};
+use crate::sys::bpf::{self as sys, AttachType, SyscallError};
 use crate::{IfIndex, IfName, Interface, InterfaceChange, InterfaceError, Level};
 
 /// The directory under the cgroup2 mount that holds every confinement.
 pub const PARENT_DIR: &str = "ifpin";
+
+pub mod plan;
+mod stale;
+
+pub use stale::RunName;
+use stale::{own_start_time, process_alive, remove_stale};
 
 /// What to confine to, and how strongly.
 #[derive(Clone, Debug)]
@@ -395,107 +395,19 @@ impl Confinement {
             counters: self.counters.raw_fd(),
             locals: self.locals.as_ref().map(Map::raw_fd),
         };
-        let mut wanted: Vec<(&'static str, ProgType, AttachType, _)> = Vec::new();
-        if self.allow_loopback {
-            let options = PinOptions {
-                lazy_pin: true,
-                refuse_link_local_bind: true,
-                refuse_pinning_datagram: self.level == Level::Pinned,
-            };
-            for (name, attach, hook) in [
-                (
-                    "ifpin_connect4",
-                    AttachType::CgroupInet4Connect,
-                    AddrHook::Connect4,
-                ),
-                (
-                    "ifpin_connect6",
-                    AttachType::CgroupInet6Connect,
-                    AddrHook::Connect6,
-                ),
-                (
-                    "ifpin_sendmsg4",
-                    AttachType::CgroupUdp4Sendmsg,
-                    AddrHook::Sendmsg4,
-                ),
-                (
-                    "ifpin_sendmsg6",
-                    AttachType::CgroupUdp6Sendmsg,
-                    AddrHook::Sendmsg6,
-                ),
-                ("ifpin_bind4", AttachType::CgroupInet4Bind, AddrHook::Bind4),
-                ("ifpin_bind6", AttachType::CgroupInet6Bind, AddrHook::Bind6),
-            ] {
-                wanted.push((
-                    name,
-                    ProgType::CgroupSockAddr,
-                    attach,
-                    programs::sock_addr_pin(hook, maps, options),
-                ));
-            }
+        let lo = if self.allow_loopback {
+            Some(Interface::loopback()?.index().get())
         } else {
-            wanted.push((
-                "ifpin_sock",
-                ProgType::CgroupSock,
-                AttachType::CgroupInetSockCreate,
-                programs::sock_create(maps),
-            ));
-        }
-        if self.level >= Level::Enforced {
-            let lo = if self.allow_loopback {
-                Some(Interface::loopback()?.index().get())
-            } else {
-                None
-            };
-            wanted.push((
-                "ifpin_egress",
-                ProgType::CgroupSkb,
-                AttachType::CgroupInetEgress,
-                programs::skb_filter(Direction::Egress, maps, lo),
-            ));
-            wanted.push((
-                "ifpin_ingress",
-                ProgType::CgroupSkb,
-                AttachType::CgroupInetIngress,
-                programs::skb_filter(Direction::Ingress, maps, lo),
-            ));
-        }
-        if self.level >= Level::Enforced {
-            // At enforced: multicast memberships on other interfaces (the kernel's own
-            // IGMP/MLD reports pass no cgroup filter). At sealed: also every option that
-            // unpins or re-steers a socket, and error queues of unpinned sockets.
-            let sealed = self.level >= Level::Sealed;
-            wanted.push((
-                "ifpin_sockopt",
-                ProgType::CgroupSockopt,
-                AttachType::CgroupSetsockopt,
-                programs::setsockopt_guard(
-                    maps,
-                    GuardOptions {
-                        refuse_resteer: sealed,
-                        recverr_pinned_only: sealed,
-                    },
-                ),
-            ));
-        }
-        if self.level >= Level::Sealed && !self.allow_loopback {
-            let options = PinOptions {
-                lazy_pin: false,
-                refuse_link_local_bind: true,
-                refuse_pinning_datagram: false,
-            };
-            wanted.push((
-                "ifpin_bind6",
-                ProgType::CgroupSockAddr,
-                AttachType::CgroupInet6Bind,
-                programs::sock_addr_pin(AddrHook::Bind6, maps, options),
-            ));
-        }
+            None
+        };
+        let wanted = plan::attachments(self.level, self.allow_loopback);
         // Load everything first, then attach: a verifier rejection leaves nothing attached.
         let mut loaded = Vec::with_capacity(wanted.len());
-        for (name, prog_type, attach, insns) in wanted {
+        for a in wanted {
+            let insns = a.program.build(maps, lo);
             loaded.push(
-                Program::load(name, prog_type, attach, insns).map_err(ConfineError::from_load)?,
+                Program::load(a.name, a.prog_type, a.attach_type, insns)
+                    .map_err(ConfineError::from_load)?,
             );
         }
         let cgroup = self.cgroup.as_ref().expect("cgroup present until teardown");
@@ -742,31 +654,6 @@ impl Confinement {
     }
 }
 
-/// Detaches the programs of a stale run's cgroup and removes it (nested cgroups included):
-/// `Ok(false)` when processes are still inside (left alone, confined).
-fn remove_stale(path: &Path) -> Result<bool, ConfineError> {
-    let cgroup = Cgroup::open(path)?;
-    if cgroup.is_populated()? {
-        return Ok(false);
-    }
-    for attach in AttachType::ALL {
-        let ids = sys::prog_query(cgroup.as_fd(), attach)
-            .map_err(|e| ConfineError::from_syscall(format!("querying {}", path.display()), e))?;
-        for id in ids {
-            let prog = sys::prog_get_fd_by_id(id)
-                .map_err(|e| ConfineError::from_syscall(format!("opening BPF program {id}"), e))?;
-            sys::prog_detach(cgroup.as_fd(), prog.as_fd(), attach).map_err(|e| {
-                ConfineError::from_syscall(
-                    format!("detaching BPF program {id} from {}", path.display()),
-                    e,
-                )
-            })?;
-        }
-    }
-    cgroup.remove()?;
-    Ok(true)
-}
-
 impl Drop for Confinement {
     /// Tears down a confinement nobody closed, unless processes are still inside: then the
     /// programs stay attached (fail closed) for [`Confinement::cleanup_stale`].
@@ -791,92 +678,9 @@ fn local_key(ip: IpAddr) -> [u8; 16] {
     }
 }
 
-/// The parts of a run's cgroup name, `run-<pid>-<start time>-<n>-<level>`: the process that
-/// made it (pid and start time, to tell whether it still runs) and the level it enforces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RunName {
-    /// The supervisor's pid.
-    pub pid: u32,
-    /// The supervisor's start time (clock ticks since boot, `/proc/PID/stat` field 22).
-    pub start: u64,
-    /// The level the run's programs enforce (`None` for the names of earlier versions,
-    /// `run-<pid>-<start time>-<n>`, which did not record it).
-    pub level: Option<Level>,
-}
-
-impl RunName {
-    /// Parses a run's cgroup directory name; `None` for anything else.
-    pub fn parse(name: &str) -> Option<RunName> {
-        let mut parts = name.strip_prefix("run-")?.split('-');
-        let pid = parts.next()?.parse().ok()?;
-        let start = parts.next()?.parse().ok()?;
-        parts.next()?.parse::<u32>().ok()?;
-        let level = match parts.next() {
-            None => None,
-            Some(level) => Some(level.parse().ok()?),
-        };
-        parts
-            .next()
-            .is_none()
-            .then_some(RunName { pid, start, level })
-    }
-}
-
-/// Field 22 of `/proc/<pid>/stat`: the start time in clock ticks since boot.
-fn start_time(pid: &str) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_time(&stat)
-}
-
-fn parse_start_time(stat: &str) -> Option<u64> {
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    after_comm.split_whitespace().nth(19)?.parse().ok()
-}
-
-fn own_start_time() -> Option<u64> {
-    start_time("self")
-}
-
-/// Whether the process that made a confinement still runs (same pid, same start time).
-fn process_alive(pid: u32, start: u64) -> bool {
-    start_time(&pid.to_string()) == Some(start)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn run_names_round_trip() {
-        assert_eq!(
-            RunName::parse("run-123-456-7-sealed"),
-            Some(RunName {
-                pid: 123,
-                start: 456,
-                level: Some(Level::Sealed)
-            })
-        );
-        assert_eq!(
-            RunName::parse("run-1-2-3-enforced").map(|r| r.level),
-            Some(Some(Level::Enforced))
-        );
-        assert_eq!(RunName::parse("run-123-456-7").map(|r| r.level), Some(None));
-        assert_eq!(RunName::parse("run-123-456-7-hopeful"), None);
-        assert_eq!(RunName::parse("run-123-456-7-pinned-8"), None);
-        assert_eq!(RunName::parse("other"), None);
-    }
-
-    #[test]
-    fn start_time_skips_odd_command_names() {
-        let stat = "42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 0";
-        assert_eq!(parse_start_time(stat), Some(98765));
-        assert!(own_start_time().is_some());
-        assert!(process_alive(std::process::id(), own_start_time().unwrap()));
-        assert!(!process_alive(
-            std::process::id(),
-            own_start_time().unwrap() + 1
-        ));
-    }
 
     #[test]
     fn local_keys_are_v4_mapped() {
