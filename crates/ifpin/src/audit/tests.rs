@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use super::*;
+use crate::policy::Policy;
 use crate::sockdiag::{Protocol, SocketState};
 
 const POLICY: &str = r#"

@@ -3,7 +3,7 @@
 //!
 //! | level | without `allow_loopback` | with `allow_loopback` |
 //! |---|---|---|
-//! | pinned | `sock_create` binds every AF_INET/AF_INET6 socket | `connect4|6`, `sendmsg4|6`, `bind4|6` pin sockets lazily |
+//! | pinned | `sock_create` binds every AF_INET/AF_INET6 socket | `connect4`, `connect6`, `sendmsg4`, `sendmsg6`, `bind4`, `bind6` pin sockets lazily |
 //! | enforced | + `cgroup_skb` egress and ingress filters; + the `setsockopt` guard (multicast memberships) | the same, the filters also passing `lo` |
 //! | sealed | + the guard refusing every unpinning or re-steering option and error queues of unpinned sockets; + `bind6` refusing `fe80::/10` | the same (the lazy `bind6` already refuses `fe80::/10`) |
 
