@@ -4,7 +4,6 @@
 //! then take the library's snapshot, check it, filter it, and print a table or JSON. All the
 //! reading and the rules live in `ifpin::audit`.
 
-use std::fmt::{self, Display, Write as _};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -413,20 +412,6 @@ fn view(audit: &Audit, index: usize) -> SocketView<'_> {
     }
 }
 
-/// Counts what `Display` would write, without allocating.
-fn display_len(value: impl Display) -> usize {
-    struct Count(usize);
-    impl fmt::Write for Count {
-        fn write_str(&mut self, s: &str) -> fmt::Result {
-            self.0 += s.chars().count();
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    let _ = write!(count, "{value}");
-    count.0
-}
-
 /// How wide `addr` prints: computed for IPv4 (most sockets, and this runs once per row),
 /// counted from `Display` for IPv6.
 fn addr_len(addr: std::net::SocketAddr) -> usize {
@@ -444,7 +429,7 @@ fn addr_len(addr: std::net::SocketAddr) -> usize {
             let ip: usize = v4.ip().octets().iter().map(|&o| digits(o.into())).sum();
             ip + 3 + 1 + digits(v4.port().into())
         }
-        v6 => display_len(v6),
+        v6 => crate::text::display_width(v6),
     }
 }
 

@@ -54,17 +54,22 @@ impl fmt::Display for Escaped<'_> {
 impl Escaped<'_> {
     /// How many characters the escaped text takes.
     pub fn width(&self) -> usize {
-        struct Count(usize);
-        impl fmt::Write for Count {
-            fn write_str(&mut self, s: &str) -> fmt::Result {
-                self.0 += s.chars().count();
-                Ok(())
-            }
-        }
-        let mut count = Count(0);
-        let _ = write!(count, "{self}");
-        count.0
+        display_width(self)
     }
+}
+
+/// How many characters `value`'s `Display` writes, counted without allocating.
+pub fn display_width(value: impl fmt::Display) -> usize {
+    struct Count(usize);
+    impl fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0 += s.chars().count();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = write!(count, "{value}");
+    count.0
 }
 
 /// Pads escaped text to `width` characters, left-aligned.

@@ -114,6 +114,21 @@ pub enum ChildStep {
 }
 
 impl ChildStep {
+    /// Every step, in plan order.
+    pub const ALL: [ChildStep; 11] = [
+        ChildStep::EnterCgroup,
+        ChildStep::Namespaces,
+        ChildStep::CgroupMounts,
+        ChildStep::ReadOnly,
+        ChildStep::Mask,
+        ChildStep::NoNewPrivs,
+        ChildStep::Identity,
+        ChildStep::Capabilities,
+        ChildStep::Landlock,
+        ChildStep::SignalMask,
+        ChildStep::Seccomp,
+    ];
+
     /// What the step does, for an error message.
     pub fn describe(self) -> &'static str {
         match self {
@@ -355,22 +370,7 @@ pub fn spawn_with_plan(mut cmd: Command, plan: ChildPlan) -> Result<Child, Spawn
 }
 
 fn step_from_byte(byte: u8) -> Option<ChildStep> {
-    use ChildStep::*;
-    [
-        EnterCgroup,
-        Namespaces,
-        CgroupMounts,
-        ReadOnly,
-        Mask,
-        NoNewPrivs,
-        Identity,
-        Capabilities,
-        Landlock,
-        SignalMask,
-        Seccomp,
-    ]
-    .into_iter()
-    .find(|s| *s as u8 == byte)
+    ChildStep::ALL.into_iter().find(|s| *s as u8 == byte)
 }
 
 /// The highest capability number of this kernel.
