@@ -86,21 +86,16 @@ pub struct MapFds {
     pub locals: Option<i32>,
 }
 
-// Protocol numbers and options, as the kernel names them.
-const AF_INET: i32 = 2;
-const AF_INET6: i32 = 10;
-const SOL_SOCKET: i32 = 1;
-const SOL_IP: i32 = 0;
-const SOL_IPV6: i32 = 41;
-const SO_BINDTODEVICE: i32 = 25;
-const SO_BINDTOIFINDEX: i32 = 62;
-const IP_MULTICAST_IF: i32 = 32;
-const IP_UNICAST_IF: i32 = 50;
-const IPV6_2292PKTOPTIONS: i32 = 6;
-const IPV6_MULTICAST_IF: i32 = 17;
-const IPV6_PKTINFO: i32 = 50;
-const IPV6_UNICAST_IF: i32 = 76;
-const IFNAMSIZ: i32 = 16;
+// Protocol numbers and options: `libc`'s, which are the kernel's (`linux/in.h`, `linux/in6.h`,
+// `asm-generic/socket.h`); the programs compare them with 32-bit immediates.
+use libc::{
+    AF_INET, AF_INET6, IP_ADD_MEMBERSHIP, IP_DROP_MEMBERSHIP, IP_MSFILTER, IP_MULTICAST_IF,
+    IP_RECVERR, IP_UNBLOCK_SOURCE, IP_UNICAST_IF, IPV6_2292PKTOPTIONS, IPV6_ADD_MEMBERSHIP,
+    IPV6_DROP_MEMBERSHIP, IPV6_JOIN_ANYCAST, IPV6_LEAVE_ANYCAST, IPV6_MULTICAST_IF, IPV6_PKTINFO,
+    IPV6_RECVERR, IPV6_UNICAST_IF, MCAST_JOIN_GROUP, MCAST_MSFILTER, SO_BINDTODEVICE,
+    SO_BINDTOIFINDEX, SOL_IP, SOL_IPV6, SOL_SOCKET,
+};
+const IFNAMSIZ: i32 = libc::IFNAMSIZ as i32;
 /// `htons(ETH_P_IP)` as `__sk_buff.protocol` reads on a little-endian machine.
 const PROTO_IPV4: i32 = u16::from_ne_bytes(0x0800u16.to_be_bytes()) as i32;
 /// `htons(ETH_P_IPV6)`, likewise.
@@ -281,19 +276,9 @@ pub struct GuardOptions {
     pub recverr_pinned_only: bool,
 }
 
-/// Multicast options whose struct names the interface by index at a fixed offset.
-const MCAST_JOIN_GROUP: i32 = 42;
-const MCAST_MSFILTER: i32 = 48; // 42..=48: join, block, unblock, leave, source join/leave, filter
-const IP_ADD_MEMBERSHIP: i32 = 35;
-const IP_DROP_MEMBERSHIP: i32 = 36;
-const IP_UNBLOCK_SOURCE: i32 = 37;
-const IP_MSFILTER: i32 = 41; // 37..=41: address-based source filters, no index to check
-const IP_RECVERR: i32 = 11;
-const IPV6_ADD_MEMBERSHIP: i32 = 20;
-const IPV6_DROP_MEMBERSHIP: i32 = 21;
-const IPV6_JOIN_ANYCAST: i32 = 27;
-const IPV6_LEAVE_ANYCAST: i32 = 28;
-const IPV6_RECVERR: i32 = 25;
+// Multicast options: MCAST_JOIN_GROUP..=MCAST_MSFILTER (join, block, unblock, leave, source
+// join/leave, filter) name the interface by index at offset 0; IP_UNBLOCK_SOURCE..=IP_MSFILTER
+// are the address-based source filters, with no index to check.
 /// The largest option value a checked option may have: above a page the kernel hands the
 /// program a truncated copy and then reads the caller's buffer again.
 const CHECKED_OPTLEN_MAX: i32 = 4096;

@@ -11,14 +11,7 @@ use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// `SO_BINDTOIFINDEX` (Linux ≥ 5.0): bind a socket to a device by interface index.
-///
-/// 62 with the generic socket option numbers (x86, arm, riscv, mips, ...); `libc` does not
-/// export it for them.
-#[cfg(not(target_arch = "sparc64"))]
-pub const SO_BINDTOIFINDEX: c_int = 62;
-/// `SO_BINDTOIFINDEX` on SPARC, which numbers socket options differently.
-#[cfg(target_arch = "sparc64")]
-pub const SO_BINDTOIFINDEX: c_int = 0x0041;
+pub const SO_BINDTOIFINDEX: c_int = libc::SO_BINDTOIFINDEX;
 
 /// `SO_BINDTODEVICE`: bind a socket to a device by name.
 pub const SO_BINDTODEVICE: c_int = libc::SO_BINDTODEVICE;
