@@ -997,3 +997,70 @@ fn another_account_and_its_kept_capability() {
     assert!(run.stderr.contains("no-such-user-ifpin"), "{}", run.stderr);
     assert!(run.report.is_none());
 }
+
+/// A program on the operator's terminal pushes characters into its input with
+/// `ioctl(TIOCSTI)` (where `dev.tty.legacy_tiocsti` allows it); the shell outside reads them
+/// as its next command once the program has ended. `script` gives the run a terminal of its
+/// own, and the "shell outside" is the `read` after ifpin.
+#[test]
+fn typing_into_the_shell_outside() {
+    if !netlab::require_privileged("typing_into_the_shell_outside") {
+        return;
+    }
+    let program = "import fcntl, termios\n\
+                   try:\n    [fcntl.ioctl(0, termios.TIOCSTI, bytes([c])) for c in b'echo injected\\n']\n    print('TIOCSTI ok')\n\
+                   except OSError as e:\n    print('TIOCSTI', e.strerror)\n";
+    let file = std::env::temp_dir().join(format!("ifpin-tiocsti-{}.py", std::process::id()));
+    std::fs::write(&file, program).unwrap();
+    let run = |level: &str| -> String {
+        let inner = format!(
+            "{} exec -i lo --level {level} -- {} {} 2>/dev/null; read -t 2 line; echo \"outside read: $line\"",
+            support::ifpin(),
+            support::python3(),
+            file.display()
+        );
+        // script runs the command with $SHELL (`read -t` is bash's), and needs a stdin that
+        // stays open: at its end of file it would end the terminal's input too.
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &inner, "/dev/null"])
+            .env("SHELL", "/bin/bash")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("script(1) runs");
+        let stdin = child.stdin.take();
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        drop(stdin);
+        child.wait().unwrap();
+        out.replace('\r', "")
+    };
+    let sealed = run("sealed");
+    let control = run("enforced");
+    let _ = std::fs::remove_file(&file);
+    let legacy = std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti")
+        .map(|v| v.trim() == "1")
+        .unwrap_or(true);
+    assert!(
+        sealed.contains("TIOCSTI Operation not permitted"),
+        "{sealed}"
+    );
+    assert!(sealed.contains("outside read: \n"), "{sealed}");
+    if legacy {
+        assert!(
+            control.contains("TIOCSTI ok"),
+            "negative control: {control}"
+        );
+        assert!(
+            control.contains("outside read: echo injected"),
+            "negative control: the shell outside read what the program typed: {control}"
+        );
+    } else {
+        eprintln!("note: dev.tty.legacy_tiocsti is 0 here: the kernel refuses TIOCSTI itself");
+    }
+}

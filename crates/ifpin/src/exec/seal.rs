@@ -14,6 +14,7 @@
 //! | user namespaces (capabilities again, inside) | `unshare`/`clone` with `CLONE_NEWUSER` refused (seccomp) |
 //! | 32-bit and x32 system calls (the cgroup `setsockopt` hook runs only for native ones) | any foreign-ABI call kills the process (seccomp); a 32-bit program is refused before it starts |
 //! | io_uring, `bpf()`, `request_key` (a usermode helper as root), non-IP socket families (vsock, TIPC, RDS, SMC, CAN, ...) | refused (seccomp) |
+//! | typing into the terminal of the shell outside (`TIOCSTI`, `TIOCLINUX`) | refused (seccomp) |
 //!
 //! Everything is decided here, in the parent, and carried out by the child between `fork`
 //! and `execve`, as a closed plan of system calls (no code of the caller's). A layer the kernel lacks is an error
@@ -136,6 +137,7 @@ const SECCOMP_SUMMARY: &[&str] = &[
     "io_uring: ENOSYS",
     "bpf: EPERM",
     "request_key: EPERM",
+    "ioctl TIOCSTI and TIOCLINUX: EPERM",
     "sockets of unix, inet, inet6 and netlink only: EAFNOSUPPORT",
 ];
 

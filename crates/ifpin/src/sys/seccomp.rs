@@ -80,7 +80,17 @@ enum Verdict {
     NoNewUser,
     /// Allowed when `args[0]` is one of [`SOCKET_FAMILIES`], `EAFNOSUPPORT` otherwise.
     Families,
+    /// `EPERM` for the requests of [`REFUSED_IOCTLS`] (`args[1]`), allowed otherwise.
+    Ioctls,
 }
+
+/// `ioctl` requests a sealed program may not make: `TIOCSTI` pushes characters into a
+/// terminal's input, which the shell outside reads as commands once the program has ended
+/// (where `dev.tty.legacy_tiocsti` is 1); `TIOCLINUX` can do the same on a virtual console.
+pub const REFUSED_IOCTLS: [(u32, &str); 2] = [(0x5412, "TIOCSTI"), (0x541c, "TIOCLINUX")];
+
+/// The low 32 bits of `args[1]`.
+const DATA_ARG1_LOW: u32 = 24;
 
 /// The refused calls of the table in the module docs.
 fn refused() -> Vec<(i64, Verdict)> {
@@ -94,6 +104,7 @@ fn refused() -> Vec<(i64, Verdict)> {
         (libc::SYS_unshare, Verdict::NoNewUser),
         (libc::SYS_clone, Verdict::NoNewUser),
         (libc::SYS_socket, Verdict::Families),
+        (libc::SYS_ioctl, Verdict::Ioctls),
     ]
 }
 
@@ -190,6 +201,7 @@ pub fn sealed_filter() -> Vec<SockFilter> {
             Verdict::Errno(_) => unreachable!("only ENOSYS and EPERM in the table"),
             Verdict::NoNewUser => "newuser",
             Verdict::Families => "families",
+            Verdict::Ioctls => "ioctls",
         };
         b.jump(BPF_JEQ_K, *nr as u32, Label(label), Next);
     }
@@ -209,6 +221,12 @@ pub fn sealed_filter() -> Vec<SockFilter> {
         b.jump(BPF_JEQ_K, family as u32, Label("allow2"), Next);
     }
     b.ret(ret_errno(libc::EAFNOSUPPORT));
+    b.label("ioctls");
+    b.stmt(BPF_LD_W_ABS, DATA_ARG1_LOW);
+    for (request, _) in REFUSED_IOCTLS {
+        b.jump(BPF_JEQ_K, request, Label("eperm"), Next);
+    }
+    b.jump(BPF_JEQ_K, 0, Label("allow2"), Label("allow2"));
     b.label("allow2");
     b.ret(RET_ALLOW);
     b.label("eperm");
@@ -262,12 +280,17 @@ pub fn available() -> bool {
 mod tests {
     use super::*;
 
-    /// A classic BPF interpreter for the subset the filter uses, to test it as a function.
     fn run(prog: &[SockFilter], arch_value: u32, nr: u32, arg0: u64) -> u32 {
+        run2(prog, arch_value, nr, arg0, 0)
+    }
+
+    /// A classic BPF interpreter for the subset the filter uses, to test it as a function.
+    fn run2(prog: &[SockFilter], arch_value: u32, nr: u32, arg0: u64, arg1: u64) -> u32 {
         let mut data = [0u8; 64];
         data[0..4].copy_from_slice(&nr.to_ne_bytes());
         data[4..8].copy_from_slice(&arch_value.to_ne_bytes());
         data[16..24].copy_from_slice(&arg0.to_ne_bytes());
+        data[24..32].copy_from_slice(&arg1.to_ne_bytes());
         let mut acc = 0u32;
         let mut pc = 0usize;
         loop {
