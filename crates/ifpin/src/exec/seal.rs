@@ -8,7 +8,7 @@
 //! | another process's view of the hierarchy (`/proc/PID/root/...`), ptrace, `process_vm_*`, `pidfd_getfd` of a process outside | Landlock: these need ptrace access, which a Landlock domain only has inside itself |
 //! | signals to ifpin or to processes outside (killing the link watch) | Landlock signal scope |
 //! | sysctls (`core_pattern`, `modprobe`, `net.*`), `sysrq-trigger`, `/sys` (`uevent_helper`), other processes' `/proc/PID/oom_score_adj` | `/proc` and `/sys` read-only in its mount namespace |
-//! | asking a host service to run code as root (systemd, the D-Bus system bus, container engines) | their sockets masked in its mount namespace; abstract sockets outside scoped away (Landlock) |
+//! | asking a host service to run code as root (systemd, the D-Bus system bus, container engines), or typing into a console as a virtual keyboard (`/dev/uinput`) | masked in its mount namespace; abstract sockets outside scoped away (Landlock) |
 //! | capabilities: raw and packet sockets, mounts, BPF, module loading, ... | every capability dropped from every set, bounding included; `--keep-cap` keeps one, never one in [`SEAL_BREAKING`] |
 //! | set-user-ID binaries of the host, file capabilities | `no_new_privs` |
 //! | user namespaces (capabilities again, inside) | `unshare`/`clone` with `CLONE_NEWUSER` refused (seccomp) |
@@ -93,9 +93,16 @@ pub const MASKED_DIRECTORIES: &[&str] = &[
     "/run/docker",
 ];
 
-/// Sockets hidden behind `/dev/null` at sealed, besides every socket directly in
-/// `/run/systemd` but `notify` (systemd's private socket and its varlink services).
-pub const MASKED_SOCKETS: &[&str] = &["/run/docker.sock", "/run/udev/control"];
+/// Files hidden behind `/dev/null` at sealed, besides every socket directly in
+/// `/run/systemd` but `notify` (systemd's private socket and its varlink services): sockets
+/// of services that run code as root, and `/dev/uinput`, through which a root program makes a
+/// virtual keyboard and types into whatever session has the focus.
+pub const MASKED_FILES: &[&str] = &[
+    "/run/docker.sock",
+    "/run/udev/control",
+    "/dev/uinput",
+    "/dev/input/uinput",
+];
 
 /// The directory of systemd's sockets, and the one kept (service readiness notifications).
 const SYSTEMD_RUN: &str = "/run/systemd";
@@ -297,7 +304,7 @@ pub(crate) fn prepare(keep: &[Capability]) -> Result<(SealSteps, SealLayers), Ex
     let mounts = cgroup::cgroup_mounts().map_err(crate::confine::ConfineError::from)?;
     let read_only = existing(READ_ONLY.iter().map(PathBuf::from));
     let masked_dirs = existing_dirs(MASKED_DIRECTORIES);
-    let mut masked_files = existing(MASKED_SOCKETS.iter().map(PathBuf::from));
+    let mut masked_files = existing(MASKED_FILES.iter().map(PathBuf::from));
     masked_files.extend(systemd_sockets());
     masked_files.sort();
     masked_files.dedup();
