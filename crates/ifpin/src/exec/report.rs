@@ -160,7 +160,7 @@ impl fmt::Display for Report {
                 "ifpin exec: sealed by: capabilities kept: {kept}; no_new_privs; own {} namespaces \
                  ({} cgroup mount(s) replaced); read-only: {}; {} host control socket(s) masked; \
                  Landlock ABI {} (no ptrace or signals outside); seccomp ({})",
-                seal.namespaces.join(" and "),
+                seal.namespaces.join(", "),
                 seal.cgroup_mounts_replaced.len(),
                 seal.read_only
                     .iter()

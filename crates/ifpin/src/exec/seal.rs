@@ -11,6 +11,7 @@
 //! | asking a host service to run code as root (systemd, the D-Bus system bus, container engines), or typing into a console as a virtual keyboard (`/dev/uinput`) | masked in its mount namespace; abstract sockets outside scoped away (Landlock) |
 //! | capabilities: raw and packet sockets, mounts, BPF, module loading, ... | every capability dropped from every set, bounding included; `--keep-cap` keeps one, never one in [`SEAL_BREAKING`] |
 //! | set-user-ID binaries of the host, file capabilities | `no_new_privs` |
+//! | System V IPC and POSIX message queues of processes outside | its own IPC namespace |
 //! | user namespaces (capabilities again, inside) | `unshare`/`clone` with `CLONE_NEWUSER` refused (seccomp) |
 //! | 32-bit and x32 system calls (the cgroup `setsockopt` hook runs only for native ones) | any foreign-ABI call kills the process (seccomp); a 32-bit program is refused before it starts |
 //! | io_uring, `bpf()`, `request_key` (a usermode helper as root), non-IP socket families (vsock, TIPC, RDS, SMC, CAN, ...) | refused (seccomp) |
@@ -312,7 +313,7 @@ pub(crate) fn prepare(keep: &[Capability]) -> Result<(SealSteps, SealLayers), Ex
     let layers = SealLayers {
         capabilities_kept: keep.iter().map(|c| c.to_string()).collect(),
         no_new_privs: true,
-        namespaces: vec!["mount", "cgroup"],
+        namespaces: vec!["mount", "cgroup", "ipc"],
         cgroup_mounts_replaced: mounts.v2.iter().chain(&mounts.v1).cloned().collect(),
         read_only: read_only.clone(),
         masked: masked_dirs.iter().chain(&masked_files).cloned().collect(),

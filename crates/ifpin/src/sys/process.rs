@@ -6,7 +6,7 @@
 //! inject. In order:
 //! 1. a `write(2)` of `"0"` to an already-open `cgroup.procs` (the child moves *itself*, so not
 //!    one instruction of the program runs outside the cgroup);
-//! 2. sealed: a new mount and cgroup namespace, every cgroup mount replaced (v2 by a fresh
+//! 2. sealed: new mount, cgroup and IPC namespaces, every cgroup mount replaced (v2 by a fresh
 //!    read-only mount showing only the confinement, v1 detached), paths made read-only, host
 //!    control sockets masked; then `PR_SET_NO_NEW_PRIVS`;
 //! 3. the bounding set cut to the capabilities kept (before the account changes: it needs
@@ -91,7 +91,7 @@ pub struct ChildPlan {
 pub enum ChildStep {
     /// Writing `cgroup.procs`.
     EnterCgroup = 1,
-    /// The new mount and cgroup namespaces.
+    /// The new mount, cgroup and IPC namespaces.
     Namespaces,
     /// Replacing the cgroup mounts.
     CgroupMounts,
@@ -133,7 +133,7 @@ impl ChildStep {
     pub fn describe(self) -> &'static str {
         match self {
             ChildStep::EnterCgroup => "entering the cgroup (cgroup.procs)",
-            ChildStep::Namespaces => "creating the mount and cgroup namespaces",
+            ChildStep::Namespaces => "creating the mount, cgroup and IPC namespaces",
             ChildStep::CgroupMounts => "replacing the cgroup mounts",
             ChildStep::ReadOnly => "making kernel tunables read-only",
             ChildStep::Mask => "masking host control sockets",
@@ -176,7 +176,9 @@ fn run_plan(plan: &ChildPlan, report: &OwnedFd) -> io::Result<()> {
     step(ChildStep::EnterCgroup, entered, report)?;
     if let Some(seal) = &plan.seal {
         // SAFETY: no pointers.
-        let unshared = check(unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWCGROUP) });
+        let unshared = check(unsafe {
+            libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWCGROUP | libc::CLONE_NEWIPC)
+        });
         step(ChildStep::Namespaces, unshared, report)?;
         step(ChildStep::Namespaces, mount::make_mounts_private(), report)?;
         for path in &seal.cgroup_v1 {
