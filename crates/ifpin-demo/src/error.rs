@@ -73,7 +73,7 @@ pub enum Error {
 
 impl Error {
     /// Shorthand for [`Error::Sys`].
-    pub(crate) fn sys(call: &'static str, context: impl Into<String>, source: io::Error) -> Self {
+    pub fn sys(call: &'static str, context: impl Into<String>, source: io::Error) -> Self {
         Error::Sys {
             call,
             context: context.into(),

@@ -91,7 +91,7 @@ fn vectors_recorded_as_leaking_leave_through_the_front_panel() {
             "{} ({}): kernel-facts \"{}\" says the kernel accepts it; this kernel: {}",
             info.id,
             info.privilege,
-            info.kernel_facts,
+            info.documented_in,
             case.outcome
         );
         assert!(
@@ -100,7 +100,7 @@ fn vectors_recorded_as_leaking_leave_through_the_front_panel() {
              none of its own packets reached the front peer. Front frames: {:?}",
             info.id,
             info.privilege,
-            info.kernel_facts,
+            info.documented_in,
             case.front_frames
         );
         assert_eq!(case.verdict, Verdict::Leaked);
@@ -170,12 +170,12 @@ fn vectors_recorded_as_refused_are_refused_and_send_nothing_on_the_front_panel()
                 errno,
                 "{}: kernel-facts \"{}\" records {errno}; this kernel: {}",
                 info.id,
-                info.kernel_facts,
+                info.documented_in,
                 case.outcome
             ),
             Answer::Accepted => panic!(
                 "{}: kernel-facts \"{}\" records {errno}, but this kernel accepted it; front frames {:?}",
-                info.id, info.kernel_facts, case.front_frames
+                info.id, info.documented_in, case.front_frames
             ),
         }
         assert_eq!(
@@ -217,7 +217,7 @@ fn controls_recorded_as_not_leaking_go_out_of_ctl0() {
         assert_eq!(
             case.frames.front, 0,
             "{}: kernel-facts \"{}\" says it does not leak; front frames: {:?}",
-            info.id, info.kernel_facts, case.front_frames
+            info.id, info.documented_in, case.front_frames
         );
         // Positive control for the same case: the packet was sent, out of ctl0.
         assert!(
