@@ -1,5 +1,5 @@
 //! [`DemoLab`]: the chassis, its responders and counters, and how each case kind is run and
-//! judged. Also [`BarePinning`], the library-free [`Pinning`] netlab's own tests use.
+//! judged. Also [`BarePinning`], the library-free [`Pinning`] the fixture tests use.
 
 use std::io::Read;
 use std::net::{
@@ -937,8 +937,8 @@ fn udp_round_trip(socket: &UdpSocket, peer: SocketAddr) -> Result<String, String
 }
 
 /// Pins with a bare `SO_BINDTOIFINDEX`, read back, and nothing else: no link-local scope
-/// handling, no check after `bind()`. For netlab's own tests, which must not depend on the
-/// `ifpin` library; `ifpin demo` uses the library instead.
+/// handling, no check after `bind()`. For the fixture tests that measure the kernel alone;
+/// `ifpin demo` uses the library ([`super::LibraryPinning`]) instead.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BarePinning;
 
