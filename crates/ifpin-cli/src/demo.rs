@@ -122,7 +122,10 @@ pub fn run_vector(args: VectorArgs) -> anyhow::Result<ExitCode> {
     let rest = args
         .args
         .into_iter()
-        .map(|a| a.into_string().map_err(|a| anyhow::anyhow!("argument {a:?} is not UTF-8")))
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| anyhow::anyhow!("argument {a:?} is not UTF-8"))
+        })
         .collect::<anyhow::Result<Vec<String>>>()?;
     cases::levels::run_child(&args.vector, rest, &LibraryPinning, &mut std::io::stdout())
         .map_err(|e| anyhow::anyhow!("demo-vector {}: {e}", args.vector))?;

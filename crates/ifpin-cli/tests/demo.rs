@@ -205,7 +205,10 @@ fn demo_json_has_every_case_with_frame_counts_and_verdicts() {
             .filter(|c| c["kind"] == "override")
             .map(|c| c["vector"].as_str().unwrap())
             .collect();
-        assert_eq!(overrides, leaked_vectors, "{level}: the same vectors, in order");
+        assert_eq!(
+            overrides, leaked_vectors,
+            "{level}: the same vectors, in order"
+        );
         let escaped: Vec<&str> = at
             .iter()
             .filter(|c| c["kind"] == "escape")
@@ -224,7 +227,10 @@ fn demo_json_has_every_case_with_frame_counts_and_verdicts() {
             // nothing at all, and no escape gets out.
             if level == "sealed" {
                 assert_eq!(front, 0, "sealed must hold against {vector}: {case}");
-                assert_eq!(case["got_out"], false, "sealed must hold against {vector}: {case}");
+                assert_eq!(
+                    case["got_out"], false,
+                    "sealed must hold against {vector}: {case}"
+                );
             }
             if level == "enforced" && case["kind"] == "override" && vector != "packet-btd" {
                 assert_eq!(front, 0, "enforced must block {vector}: {case}");

@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use ifpin::{Interface, PinnedTcpStream};
-use stats::Ratios;
 use netlab::{Lab, Netns};
 use socket2::{Domain, SockRef, Socket, Type};
+use stats::Ratios;
 
 fn per_socket(c: &mut Criterion) {
     let lo = Interface::loopback().expect("lo");

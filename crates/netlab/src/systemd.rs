@@ -78,8 +78,8 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::{Error, Result};
 use crate::netns::{Netns, output_of, signal_when_parent_dies, stale_owner};
+use crate::{Error, Result};
 
 /// Where the tree is cached unless `$NETLAB_SYSTEMD_CACHE` names another directory.
 pub const DEFAULT_CACHE: &str = "/var/cache/ifpin-test/bookworm-systemd";

@@ -51,9 +51,7 @@ impl Table {
                 out!(
                     "levels: what each guarantee level holds. The override vectors that got out above, and"
                 );
-                out!(
-                    "the escapes of a hostile root program, each run as `{command}`"
-                );
+                out!("the escapes of a hostile root program, each run as `{command}`");
                 out!(
                     "in the host (cell: OUT or held, and the frames on the front link; the pinned cell of an"
                 );

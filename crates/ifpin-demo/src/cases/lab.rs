@@ -313,7 +313,8 @@ impl DemoLab {
         let mut stimulus = Ok(());
         let mut on_line = |line: &str| {
             if line == "ready" && info.needs == Needs::ErrorQueue {
-                let icmp = levels::port_unreachable(levels::errqueue_port(), levels::ERRQUEUE_PAYLOAD);
+                let icmp =
+                    levels::port_unreachable(levels::errqueue_port(), levels::ERRQUEUE_PAYLOAD);
                 stimulus = levels::send_from_front(self.chassis.front(), &icmp);
             }
         };
@@ -681,8 +682,9 @@ impl DemoLab {
 }
 
 impl DemoLab {
-    /// `kernel-facts.md`: "interface deleted, then a different device created with the old
-    /// ifindex: old sockets now send out the new device". A UDP socket pinned to ctl0 sends once
+    /// The lifecycle of a binding (`docs/kernel.md`): a socket is bound to an index, so once the
+    /// interface is gone and another device takes its index, the socket sends through that
+    /// device. A UDP socket pinned to ctl0 sends once
     /// (out of ctl0), ctl0 is deleted, a new veth whose far end is in the front namespace is
     /// created with ctl0's old index, and the same socket sends again. The frames on that new
     /// link (counted at its front end) are reported in the front column, with those on eth1

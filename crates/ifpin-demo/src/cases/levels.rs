@@ -236,9 +236,7 @@ pub(super) fn escape_args(
         Needs::Path(path) => EscapeArgs::default().with("path", path),
         Needs::Outside => {
             let (pid, fd) = outside.map_or((0, 0), |o| (o.child.id(), o.fd));
-            dst.with("pid", pid)
-                .with("fd", fd)
-                .with("uid", OUTSIDE_UID)
+            dst.with("pid", pid).with("fd", fd).with("uid", OUTSIDE_UID)
         }
         Needs::Multicast => EscapeArgs::default()
             .with("index", eth1)
@@ -337,7 +335,14 @@ pub(super) fn exec_vector(
     before_close: &mut dyn FnMut(),
 ) -> Result<ExecRun, LevelError> {
     let mut cmd: Command = host.command(&command.program);
-    cmd.args(["exec", "-i", Chassis::CTL0, "--level", level.as_str(), "--json"]);
+    cmd.args([
+        "exec",
+        "-i",
+        Chassis::CTL0,
+        "--level",
+        level.as_str(),
+        "--json",
+    ]);
     if allow_loopback {
         cmd.arg("--allow-loopback");
     }
@@ -508,7 +513,8 @@ fn attempt(
     ctl0: LinkIndex,
     target: &catalogue::Target,
 ) -> (String, Option<u32>, Option<std::os::fd::OwnedFd>) {
-    let refused = |call: &str, e: &std::io::Error| format!("{} from {call}", Errno::from_io_error(e));
+    let refused =
+        |call: &str, e: &std::io::Error| format!("{} from {call}", Errno::from_io_error(e));
     let socket = match vector.info().socket.open() {
         Ok(socket) => socket,
         Err(e) => return (refused("socket()", &e), None, None),
@@ -527,7 +533,11 @@ fn attempt(
                 Answer::Accepted => "accepted".to_owned(),
                 refused @ Answer::Refused { .. } => refused.to_string(),
             };
-            (answer, attempt.bound_after.map(LinkIndex::get), Some(socket))
+            (
+                answer,
+                attempt.bound_after.map(LinkIndex::get),
+                Some(socket),
+            )
         }
         Err(e) => (format!("{e}: {}", e.source), None, Some(socket)),
     }

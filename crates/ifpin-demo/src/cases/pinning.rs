@@ -5,8 +5,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
-use ifpin::{Interface, PinnedTcpListener, PinnedTcpStream, PinnedUdpSocket};
 use super::{Pinning, PinningError, read_answer};
+use ifpin::{Interface, PinnedTcpListener, PinnedTcpStream, PinnedUdpSocket};
 
 /// Pins with `ifpin::pin` and the library's pinned socket types.
 #[derive(Debug, Default, Clone, Copy)]

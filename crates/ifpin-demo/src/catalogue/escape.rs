@@ -370,7 +370,10 @@ impl std::fmt::Display for Escape {
     }
 }
 
-#[allow(clippy::too_many_arguments, reason = "one row of a table, every column named")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one row of a table, every column named"
+)]
 const fn row(
     id: &'static str,
     title: &'static str,
@@ -494,7 +497,10 @@ fn clone3_cgroup(args: &EscapeArgs, report: &mut EscapeReport) -> Result<(), Str
     report.set("cgroup_before", json!(own_cgroup()));
     mount_root_holds_me(report);
     let Some(mount) = cgroup2_mount() else {
-        report.step("find-cgroup2", Err(std::io::Error::from_raw_os_error(libc::ENOENT)));
+        report.step(
+            "find-cgroup2",
+            Err(std::io::Error::from_raw_os_error(libc::ENOENT)),
+        );
         return Ok(());
     };
     let root = match std::fs::File::open(&mount) {
@@ -636,8 +642,8 @@ fn proc_root_cgroup(args: &EscapeArgs, report: &mut EscapeReport) -> Result<(), 
         match openat(&root, procs.as_str(), OFlag::O_WRONLY, Mode::empty()) {
             Ok(fd) => {
                 report.step("openat(root, cgroup.procs)", Ok(()));
-                let result = std::fs::File::from(fd)
-                    .write_all(std::process::id().to_string().as_bytes());
+                let result =
+                    std::fs::File::from(fd).write_all(std::process::id().to_string().as_bytes());
                 report.step("write(cgroup.procs)", result);
             }
             Err(e) => {
@@ -670,9 +676,7 @@ fn borrow_fd(args: &EscapeArgs, report: &mut EscapeReport) -> Result<(), String>
                     report.step("pidfd_getfd", Ok(()));
                     let socket = UdpSocket::from(fd);
                     for _ in 0..3 {
-                        let result = socket
-                            .send_to(b"ifpin-demo borrowed socket", dst)
-                            .map(drop);
+                        let result = socket.send_to(b"ifpin-demo borrowed socket", dst).map(drop);
                         report.step("sendto(borrowed)", result);
                     }
                 }
@@ -980,7 +984,9 @@ mod tests {
             assert_eq!(escape as usize, i, "{escape:?}");
             assert_eq!(Escape::from_id(escape.id()), Some(escape));
             assert!(
-                ATTACKS.iter().any(|(name, _)| *name == escape.info().attack),
+                ATTACKS
+                    .iter()
+                    .any(|(name, _)| *name == escape.info().attack),
                 "{escape}"
             );
         }
@@ -988,7 +994,9 @@ mod tests {
 
     #[test]
     fn arguments_round_trip() {
-        let args = EscapeArgs::default().with("port", 7).with("dst", "10.0.0.1");
+        let args = EscapeArgs::default()
+            .with("port", 7)
+            .with("dst", "10.0.0.1");
         let back = EscapeArgs::parse(args.to_argv()).unwrap();
         assert_eq!(back.dst().unwrap(), "10.0.0.1:7".parse().unwrap());
         assert!(EscapeArgs::parse(["port".to_owned()]).is_err());

@@ -154,7 +154,10 @@ impl std::fmt::Debug for Aim<'_> {
     }
 }
 
-#[allow(clippy::too_many_arguments, reason = "one row of a table, every column named")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one row of a table, every column named"
+)]
 const fn row(
     id: &'static str,
     title: &'static str,

@@ -91,9 +91,7 @@ pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 /// `pidfd_getfd(pidfd, target, 0)`: a duplicate of descriptor `target` of that process.
 pub(crate) fn pidfd_getfd(pidfd: BorrowedFd<'_>, target: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_getfd takes a pidfd, a descriptor number and flags; checked before owned.
-    let fd = check(unsafe {
-        libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0)
-    })?;
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) })?;
     // SAFETY: `fd` was just returned by pidfd_getfd and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
@@ -197,9 +195,7 @@ pub(crate) fn io_uring_setup() -> io::Result<()> {
     // struct io_uring_params is 120 bytes; all zero asks for the defaults.
     let mut params = [0u8; 120];
     // SAFETY: `params` is a writable buffer of the size the kernel expects.
-    let fd = check(unsafe {
-        libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr())
-    })?;
+    let fd = check(unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) })?;
     // SAFETY: `fd` was just returned by io_uring_setup and is owned by nobody else.
     drop(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
     Ok(())

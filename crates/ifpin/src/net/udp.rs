@@ -17,7 +17,7 @@ use crate::pin::{self, PinState};
 /// Unlike the TCP types it does not deref to [`std::net::UdpSocket`]: that type's `send_to`
 /// and `connect` would hand a caller's IPv6 scope id to the kernel, and a link-local
 /// destination scoped to another interface leaves through that interface even on a bound
-/// socket (see `kernel-facts.md`). Use the checked methods here; [`PinnedUdpSocket::as_std`]
+/// socket (see `docs/kernel.md`, override vectors). Use the checked methods here; [`PinnedUdpSocket::as_std`]
 /// is the explicit escape hatch.
 #[derive(Debug)]
 pub struct PinnedUdpSocket {
