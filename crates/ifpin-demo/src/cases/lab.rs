@@ -264,10 +264,12 @@ impl DemoLab {
         let run = levels::exec_vector(
             self.chassis.host(),
             child,
-            level,
-            false,
-            vector.id(),
-            &[],
+            &levels::VectorRun {
+                vector: vector.id(),
+                args: &[],
+                level,
+                allow_loopback: false,
+            },
             &mut |_| {},
             // The socket stays open while its answers arrive (see `vector`).
             &mut || self.settle(),
@@ -321,10 +323,12 @@ impl DemoLab {
         let run = levels::exec_vector(
             self.chassis.host(),
             child,
-            level,
-            info.allow_loopback,
-            escape.id(),
-            &args,
+            &levels::VectorRun {
+                vector: escape.id(),
+                args: &args,
+                level,
+                allow_loopback: info.allow_loopback,
+            },
             &mut on_line,
             &mut || {},
         )?;

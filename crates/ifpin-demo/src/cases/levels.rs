@@ -319,6 +319,18 @@ impl ExecRun {
     }
 }
 
+/// One vector at one level: what [`exec_vector`] runs.
+pub(super) struct VectorRun<'a> {
+    /// The vector's id.
+    pub vector: &'a str,
+    /// Its arguments (`--key value`...).
+    pub args: &'a [String],
+    /// The level.
+    pub level: Level,
+    /// Whether to run with `--allow-loopback`.
+    pub allow_loopback: bool,
+}
+
 /// Starts `ifpin exec -i ctl0 --level LEVEL --json [--allow-loopback] -- ifpin demo-vector
 /// VECTOR ARGS...` in `host`; `on_line` sees each stdout line of the program as it comes and
 /// may act (send the front's ICMP error on `ready`); `before_close` runs once the program has
@@ -327,10 +339,7 @@ impl ExecRun {
 pub(super) fn exec_vector(
     host: &crate::Netns,
     command: &ChildCommand,
-    level: Level,
-    allow_loopback: bool,
-    vector: &str,
-    args: &[String],
+    run: &VectorRun<'_>,
     on_line: &mut dyn FnMut(&str),
     before_close: &mut dyn FnMut(),
 ) -> Result<ExecRun, LevelError> {
@@ -340,17 +349,17 @@ pub(super) fn exec_vector(
         "-i",
         Chassis::CTL0,
         "--level",
-        level.as_str(),
+        run.level.as_str(),
         "--json",
     ]);
-    if allow_loopback {
+    if run.allow_loopback {
         cmd.arg("--allow-loopback");
     }
     cmd.arg("--")
         .arg(&command.program)
         .args(&command.vector_args)
-        .arg(vector)
-        .args(args)
+        .arg(run.vector)
+        .args(run.args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
