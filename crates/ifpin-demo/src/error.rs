@@ -53,8 +53,8 @@ pub enum Error {
         /// Why it is refused and what to do instead.
         reason: String,
     },
-    /// The systemd container fixture ([`crate::systemd`]) could not build its tree, boot, or
-    /// stop.
+    /// A container fixture (netlab's `systemd`, built on this lab) could not build its tree,
+    /// boot, or stop.
     #[error("systemd container: {step}: {detail}")]
     Container {
         /// What was being done ("debootstrap", "boot", "shutdown"...).

@@ -51,11 +51,12 @@ impl Table {
                 out!(
                     "levels: what each guarantee level holds. The override vectors that got out above, and"
                 );
-                out!("the escapes of a hostile root program, each run as `{command}`");
+                out!("the escapes of a hostile root program, each run in the host as");
+                out!("    {command}");
                 out!(
-                    "in the host (cell: OUT or held, and the frames on the front link; the pinned cell of an"
+                    "(cell: OUT or held, and the frames on the front link; the pinned cell of an override"
                 );
-                out!("override vector is its kernel finding above)");
+                out!("vector is its kernel finding above)");
                 out!(
                     "  {:<22} {:<9} {:<9} {:<9} at sealed: the kernel's answer [blocked]",
                     "vector",
