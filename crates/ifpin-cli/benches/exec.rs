@@ -10,7 +10,7 @@
 //! Start-up: medians of interleaved runs. Traffic: rounds in which the unconfined client and
 //! one client per level run back to back (rotating the order); each round gives one ratio per
 //! level, and the median ratio is shown with its 95 % confidence interval
-//! (`netlab::bench::Ratios`), so the drift of a noisy machine cancels out.
+//! (`stats::Ratios`), so the drift of a noisy machine cancels out.
 //! `IFPIN_BENCH_ROUNDS` sets the number of rounds (default 101).
 //!
 //! The same binary is the traffic client and server: `--serve STREAM_ADDR CONNECT_ADDR
@@ -19,12 +19,15 @@
 //! (the same, reading the server's one-byte greeting before the close), so the confined client
 //! is exactly the unconfined one. Clients run on CPU 0, the server on CPU 1.
 
+#[path = "../../ifpin/benches/stats/mod.rs"]
+mod stats;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use netlab::bench::Ratios;
+use stats::Ratios;
 
 const LEVELS: [&str; 3] = ["pinned", "enforced", "sealed"];
 /// The stream server (a thread per connection, reading until EOF).
@@ -82,7 +85,7 @@ const SERVER_CPU: usize = 1;
 
 fn serve(stream_addr: &str, connect_addr: &str, greet_addr: &str) {
     // Threads started from here inherit the CPU.
-    netlab::bench::stay_on_cpu(SERVER_CPU);
+    stats::stay_on_cpu(SERVER_CPU);
     let connects = listen(connect_addr);
     std::thread::spawn(move || {
         for conn in connects.incoming() {
@@ -119,7 +122,7 @@ fn listen(addr: &str) -> TcpListener {
 }
 
 fn stream(addr: &str, secs: f64) {
-    netlab::bench::stay_on_cpu(CLIENT_CPU);
+    stats::stay_on_cpu(CLIENT_CPU);
     let addr: SocketAddr = addr.parse().unwrap();
     let mut conn = TcpStream::connect(addr).expect("connect");
     let chunk = vec![0x5au8; 128 * 1024];
@@ -133,7 +136,7 @@ fn stream(addr: &str, secs: f64) {
 }
 
 fn connect(addr: &str, secs: f64, greeted: bool) {
-    netlab::bench::stay_on_cpu(CLIENT_CPU);
+    stats::stay_on_cpu(CLIENT_CPU);
     let addr: SocketAddr = addr.parse().unwrap();
     let start = Instant::now();
     let mut n = 0u64;

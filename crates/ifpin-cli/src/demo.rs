@@ -1,19 +1,18 @@
 //! `ifpin demo`: builds a throwaway virtual chassis and shows, live, what leaks and what
-//! pinning stops.
+//! pinning and each guarantee level stop.
 //!
-//! The chassis, the cases and their verdicts are `netlab::cases`; the pinned sockets are made by
-//! the `ifpin` library ([`pinning::LibraryPinning`]); this module only checks the privilege,
-//! runs the cases and prints ([`render`]) or writes JSON.
+//! Everything the demo does is the `ifpin-demo` library (the chassis, the cases, the vector
+//! catalogue, the levels run through `ifpin exec`); this module only checks the privilege, runs
+//! the cases and prints them ([`render`]) or writes JSON. [`run_vector`] is the hidden
+//! `ifpin demo-vector` the levels section runs as the confined program.
 
-mod confine;
-mod pinning;
 mod render;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use netlab::cases::levels::ChildCommand;
-use netlab::cases::{self, CaseError, DemoLab, LevelSetup};
+use ifpin_demo::cases::{self, CaseError, ChildCommand, DemoLab, LibraryPinning};
 
 use crate::exit;
 
@@ -28,14 +27,20 @@ case live and counts the frames each one puts on each link:
   pinned sockets     TCP/UDP pinned by the ifpin library (IPv4, IPv6, link-local) reach the
                      control peer with nothing on the front link
   ingress            a pinned listener refuses what arrives from the front panel
-  kernel findings    every override vector of kernel-facts.md against a pinned socket, as it
+  kernel findings    every override vector of docs/kernel.md against a pinned socket, as it
                      behaves on this kernel: why the enforced level exists
-  levels             the vectors that leaked, run again in a child confined to ctl0 at the
-                     enforced and sealed levels: what each guarantee level blocks
+  levels             the override vectors that got out, and the escapes of a hostile root
+                     program (another cgroup, kernel knobs, a borrowed socket, multicast joins,
+                     the error queue, 32-bit calls, a nested cgroup, killing the supervisor),
+                     each run as `ifpin exec -i ctl0 --level LEVEL` at pinned, enforced and
+                     sealed: what each guarantee level holds
   lifecycle          ctl0 deleted and its index taken by a device to the front
 
-Needs root (network namespaces, cgroup BPF). Takes a few seconds and leaves nothing behind,
-also when interrupted with Ctrl-C.
+Each measurement is compared with the answer docs/kernel.md documents; a difference is marked
+[differs from the documented answer].
+
+Needs root (network namespaces, cgroup BPF). Takes about ten seconds and leaves nothing
+behind, also when interrupted with Ctrl-C.
 
 Exit status: 0 when every promise held (pinned sockets leaked nothing, front ingress refused)
 and every negative control leaked; 1 otherwise; 2 when it cannot run (not root). The kernel
@@ -45,23 +50,29 @@ findings and the levels section never change the exit status.";
 #[derive(clap::Args, Debug)]
 #[command(after_help = ABOUT)]
 pub struct Args {
-    /// Print one JSON document (kernel, cases with frame counts and verdicts, summary) instead
-    /// of the table.
+    /// Print one JSON document (kernel, cases with frame counts and verdicts, levels, summary)
+    /// instead of the table.
     #[arg(long)]
     pub json: bool,
-
-    /// Internal: serve override vectors on stdin/stdout for the levels section (the demo
-    /// starts itself this way inside the virtual chassis).
-    #[arg(long, hide = true)]
-    pub vector_child: bool,
 }
+
+/// Arguments of the hidden `ifpin demo-vector`: one vector of the demo's levels section, run
+/// as the program of `ifpin exec` inside the virtual chassis.
+#[derive(clap::Args, Debug)]
+pub struct VectorArgs {
+    /// The vector's id (or `hold-socket`, the process outside).
+    pub vector: String,
+    /// The vector's arguments (`--key value`...).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<OsString>,
+}
+
+/// The hidden subcommand's name, as [`ChildCommand::vector_args`] gives it.
+pub const VECTOR_SUBCOMMAND: &str = "demo-vector";
 
 /// Runs `ifpin demo`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.vector_child {
-        return Ok(cases::levels::serve_child(&pinning::LibraryPinning));
-    }
-    if let Some(reason) = netlab::privilege_problem() {
+    if let Some(reason) = ifpin_demo::privilege_problem() {
         anyhow::bail!(
             "ifpin demo needs root: it builds network namespaces and veth links ({reason}). \
              Run it as root, e.g. `sudo ifpin demo`"
@@ -71,26 +82,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.json {
         render::Table::intro();
     }
-    let lab = DemoLab::new().map_err(interrupted_or)?;
-    let levels = LevelSetup {
-        confiner: &confine::LibraryConfiner,
-        child: ChildCommand {
-            program: std::env::current_exe().context("finding the ifpin executable")?,
-            args: vec!["demo".into(), "--vector-child".into()],
-        },
+    let child = ChildCommand {
+        program: std::env::current_exe().context("finding the ifpin executable")?,
+        vector_args: vec![VECTOR_SUBCOMMAND.to_owned()],
     };
+    let lab = DemoLab::new().map_err(interrupted_or)?;
     let mut table = render::Table::default();
     let report = lab
-        .run_with_levels(
-            &cases::plan(),
-            &pinning::LibraryPinning,
-            &levels,
-            &mut |progress| {
-                if !args.json {
-                    table.progress(progress);
-                }
-            },
-        )
+        .run_with_levels(&cases::plan(), &LibraryPinning, &child, &mut |progress| {
+            if !args.json {
+                table.progress(progress);
+            }
+        })
         .map_err(interrupted_or)?;
     drop(lab);
     let code = if report.summary.ok {
@@ -112,6 +115,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         render::summary(&report);
     }
     Ok(ExitCode::from(code))
+}
+
+/// Runs the hidden `ifpin demo-vector`: the vector's answer is one JSON line on stdout.
+pub fn run_vector(args: VectorArgs) -> anyhow::Result<ExitCode> {
+    let rest = args
+        .args
+        .into_iter()
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| anyhow::anyhow!("argument {a:?} is not UTF-8"))
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    cases::levels::run_child(&args.vector, rest, &LibraryPinning, &mut std::io::stdout())
+        .map_err(|e| anyhow::anyhow!("demo-vector {}: {e}", args.vector))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn interrupted_or(err: CaseError) -> anyhow::Error {

@@ -1,4 +1,4 @@
-//! The `ifpin` command: a thin layer over the `ifpin` library and `netlab`.
+//! The `ifpin` command: a thin layer over the `ifpin` library and `ifpin-demo`.
 //!
 //! Arguments are parsed here, each subcommand lives in its own module and turns its
 //! arguments into resolved settings before acting. No kernel logic lives in this crate.
@@ -44,6 +44,9 @@ enum Command {
     Exec(exec::Args),
     /// List every TCP/UDP socket with its bound interface and owner; check it against a policy.
     Audit(audit::Args),
+    /// Internal: one vector of `ifpin demo`'s levels section, run as the confined program.
+    #[command(name = "demo-vector", hide = true)]
+    DemoVector(demo::VectorArgs),
 }
 
 impl Command {
@@ -68,6 +71,23 @@ fn main() -> ExitCode {
         Command::Probe(args) => probe::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::DemoVector(args) => demo::run_vector(args),
     };
     exit::finish(result, format)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_demo_vector_subcommand_is_hidden_and_named_as_the_demo_starts_it() {
+        let cli = super::Cli::command();
+        let sub = cli
+            .find_subcommand(super::demo::VECTOR_SUBCOMMAND)
+            .expect("the subcommand the demo runs");
+        assert!(sub.is_hide_set());
+        let help = super::Cli::command().render_help().to_string();
+        assert!(!help.contains("demo-vector"), "{help}");
+    }
 }

@@ -152,7 +152,12 @@ fn demo_json_has_every_case_with_frame_counts_and_verdicts() {
                 let leaked = case["verdict"] == "leaked";
                 assert_eq!(leaked, front > 0, "{id}: {case}");
                 assert!(case["documented"].is_object(), "{id}: {case}");
-                assert!(case["kernel_facts"].is_string(), "{id}: {case}");
+                assert!(
+                    case["documented_in"]
+                        .as_str()
+                        .is_some_and(|d| d.starts_with("docs/kernel.md#")),
+                    "{id}: {case}"
+                );
             }
             other => panic!("unknown section {other}"),
         }
@@ -171,8 +176,9 @@ fn demo_json_has_every_case_with_frame_counts_and_verdicts() {
         .count();
     assert_eq!(leaking + contained, findings);
 
-    // What each level blocks: every override vector that leaked from a pinned socket, run again
-    // at the enforced and the sealed level.
+    // What each level holds: every override vector that leaked from a pinned socket, run again
+    // under `ifpin exec` at enforced and sealed (its pinned cell is the finding), and every
+    // escape vector at the three levels.
     let levels = doc["levels"]["cases"]
         .as_array()
         .unwrap_or_else(|| panic!("levels section missing: {}", doc["levels_skipped"]));
@@ -188,21 +194,46 @@ fn demo_json_has_every_case_with_frame_counts_and_verdicts() {
         })
         .collect();
     assert!(!leaked_vectors.is_empty());
-    for level in ["enforced", "sealed"] {
+    let escapes: Vec<&str> = ifpin_demo::catalogue::Escape::ALL
+        .iter()
+        .map(|e| e.id())
+        .collect();
+    for level in ["pinned", "enforced", "sealed"] {
         let at: Vec<&serde_json::Value> = levels.iter().filter(|c| c["level"] == level).collect();
-        let ids: Vec<String> = at
+        let overrides: Vec<&str> = at
             .iter()
-            .map(|c| c["vector"].as_str().unwrap().to_owned())
+            .filter(|c| c["kind"] == "override")
+            .map(|c| c["vector"].as_str().unwrap())
             .collect();
-        assert_eq!(ids, leaked_vectors, "{level}: the same vectors, in order");
+        assert_eq!(
+            overrides, leaked_vectors,
+            "{level}: the same vectors, in order"
+        );
+        let escaped: Vec<&str> = at
+            .iter()
+            .filter(|c| c["kind"] == "escape")
+            .map(|c| c["vector"].as_str().unwrap())
+            .collect();
+        assert_eq!(escaped, escapes, "{level}: every escape vector, in order");
         for case in at {
             let front = case["frames"]["front"].as_u64().unwrap();
-            assert_eq!(case["leaked"], front > 0, "{case}");
             let vector = case["vector"].as_str().unwrap();
-            // The levels' promises (design.md): enforced, no IP packet leaves elsewhere (an
-            // AF_PACKET frame is not IP: the filter cannot see it); sealed, nothing at all.
-            if level == "sealed" || vector != "packet-btd" {
-                assert_eq!(front, 0, "{level} must block {vector}: {case}");
+            assert_eq!(case["exec"], level != "pinned" || case["kind"] == "escape");
+            if front > 0 {
+                assert_eq!(case["got_out"], true, "{case}");
+            }
+            // The levels' promises (README, docs/kernel.md): enforced, no IP packet leaves
+            // elsewhere (an AF_PACKET frame is not IP: the filter cannot see it); sealed,
+            // nothing at all, and no escape gets out.
+            if level == "sealed" {
+                assert_eq!(front, 0, "sealed must hold against {vector}: {case}");
+                assert_eq!(
+                    case["got_out"], false,
+                    "sealed must hold against {vector}: {case}"
+                );
+            }
+            if level == "enforced" && case["kind"] == "override" && vector != "packet-btd" {
+                assert_eq!(front, 0, "enforced must block {vector}: {case}");
             }
         }
     }
@@ -298,21 +329,32 @@ fn demo_interrupted_during_the_levels_removes_its_cgroup_and_namespaces() {
     ) {
         return;
     }
-    let child = Command::new(IFPIN)
+    let mut child = Command::new(IFPIN)
         .arg("demo")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawning ifpin demo");
     let pid = child.id();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cgroups_of(pid).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+    // The levels section starts with its heading, then runs `ifpin exec` children: wait for
+    // the second row (its first `ifpin exec` runs are under way), then interrupt.
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let mut rows = None;
+    for line in lines.by_ref() {
+        let line = line.expect("reading the demo's output");
+        if line.starts_with("levels:") {
+            rows = Some(0);
+        } else if let Some(n) = rows.as_mut().filter(|_| line.starts_with("  ")) {
+            *n += 1;
+            if *n == 2 {
+                break;
+            }
+        }
     }
-    assert!(
-        !cgroups_of(pid).is_empty(),
-        "the levels section never started"
-    );
+    assert_eq!(rows, Some(2), "the levels section never started");
+    let children = children_of(pid);
+    std::thread::spawn(move || lines.for_each(drop));
     let pid_t = libc::pid_t::try_from(pid).expect("pid fits");
     // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
     assert_eq!(unsafe { libc::kill(pid_t, libc::SIGINT) }, 0);
@@ -321,5 +363,24 @@ fn demo_interrupted_during_the_levels_removes_its_cgroup_and_namespaces() {
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert!(namespaces_of(pid).is_empty(), "{:?}", namespaces_of(pid));
-    assert!(cgroups_of(pid).is_empty(), "{:?}", cgroups_of(pid));
+    for child in children {
+        assert!(cgroups_of(child).is_empty(), "{:?}", cgroups_of(child));
+    }
+}
+
+/// The children of process `pid` (its threads' `children` files).
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                .flat_map(|c| {
+                    c.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect::<Vec<u32>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -1,4 +1,4 @@
-//! `ifpin exec` against every leak vector of `kernel-facts.md`, at each level, on the chassis
+//! `ifpin exec` against every leak vector of `docs/kernel.md`, at each level, on the chassis
 //! topology: the routing table sends the control destination out of the front port `eth1`,
 //! and the program under test (`exec_data/leak_vectors.py`, run as root) tries each way of
 //! getting a packet there anyway.

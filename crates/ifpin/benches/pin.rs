@@ -17,6 +17,8 @@
 //!
 //! Run: `cargo bench -p ifpin --bench pin` (see BENCHMARKS.md).
 
+mod stats;
+
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -26,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use ifpin::{Interface, PinnedTcpStream};
-use netlab::bench::Ratios;
 use netlab::{Lab, Netns};
 use socket2::{Domain, SockRef, Socket, Type};
+use stats::Ratios;
 
 fn per_socket(c: &mut Criterion) {
     let lo = Interface::loopback().expect("lo");
@@ -158,7 +160,7 @@ impl VethPair {
             .expect("listen in b");
         let handle = std::thread::spawn(move || {
             // Threads spawned from here inherit the CPU.
-            netlab::bench::stay_on_cpu(SERVER_CPU);
+            stats::stay_on_cpu(SERVER_CPU);
             for stream in listener.incoming() {
                 match stream {
                     Ok(s) if s.peer_addr().is_ok_and(|p| p.port() == 1) => return,
@@ -313,7 +315,7 @@ const CHUNKS: usize = 8;
 /// Interleaved A/B ratios, robust to a machine whose load drifts during the run: each round
 /// measures every variant back to back (rotating which goes first) and yields one ratio per
 /// comparison; the median over the rounds is reported with a 95 % confidence interval
-/// ([`netlab::bench::Ratios`]). The client runs on one CPU and the servers on the other, so
+/// ([`stats::Ratios`]). The client runs on one CPU and the servers on the other, so
 /// the scheduler neither makes them compete for a core nor moves them between rounds.
 ///
 /// Runs only under `cargo bench` (not in the quick test mode of `cargo test --all-targets`),
@@ -515,7 +517,7 @@ fn paired<const N: usize>(
 fn main() {
     // The client side on one CPU, every thread started from here included; the servers move
     // themselves to the other.
-    let on_cpu = netlab::bench::stay_on_cpu(CLIENT_CPU);
+    let on_cpu = stats::stay_on_cpu(CLIENT_CPU);
     eprintln!("clients on CPU {on_cpu:?}, servers on CPU {SERVER_CPU}");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let bench_mode = args.iter().any(|a| a == "--bench");

@@ -6,7 +6,7 @@
 //! in the calling thread's network namespace.
 //!
 //! Because an index can be reused by another device after the interface is deleted (see
-//! `kernel-facts.md`), [`Interface::check`] tells whether the index still carries the same
+//! `docs/kernel.md`), [`Interface::check`] tells whether the index still carries the same
 //! name.
 
 use std::fmt;

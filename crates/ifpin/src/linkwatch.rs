@@ -3,7 +3,7 @@
 //! A socket pin and a cgroup filter name an interface by *index*, but an index is only a
 //! number: when the interface is deleted, the kernel may give the same index to a different
 //! device, and everything still pinned to the number follows the new device (see
-//! `kernel-facts.md`, "Lifecycle"). People mean the interface by *name*.
+//! `docs/kernel.md`, "The lifecycle of a binding"). People mean the interface by *name*.
 //!
 //! This module closes that gap in two parts:
 //! - [`LinkWatch`] is a netlink socket subscribed to `RTNLGRP_LINK`: the kernel tells it of

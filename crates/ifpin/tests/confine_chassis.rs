@@ -1,4 +1,4 @@
-//! The confinement engine on the chassis of `kernel-facts.md`: a real process (python3) is
+//! The confinement engine on the chassis of `docs/kernel.md`: a real process (python3) is
 //! moved into a [`Confinement`] in the `host` namespace and tries things; frames are counted
 //! on the front peer. Every claim has a negative control (no confinement, or a weaker level)
 //! showing the same attempt does leak, so a test cannot pass by seeing nothing.
@@ -291,7 +291,7 @@ fn enforced_level_drops_an_ip_pktinfo_leak_and_counts_it() {
     let eth1 = chassis.eth1_index().unwrap();
     let actions = vec![act(&[&"pktinfo", &Chassis::CONTROL_V4, &PORT, &eth1])];
 
-    // Negative control: pinned alone does not stop IP_PKTINFO (kernel-facts.md).
+    // Negative control: pinned alone does not stop IP_PKTINFO (docs/kernel.md).
     let pinned = confine(&chassis, Level::Pinned, false);
     assert_eq!(probe(&chassis, Some(&pinned), &actions), ["sent"]);
     front.settle();
@@ -674,7 +674,7 @@ fn loopback_mode_drops_loopback_destinations_on_the_pinned_interface() {
     let lo4 = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     let actions = vec![act(&[&"pinned_to_loopback", &Chassis::CONTROL_V4, &PORT])];
 
-    // Negative control: a socket bound to ctl0 looks for 127.0.0.1 on ctl0 (kernel-facts.md).
+    // Negative control: a socket bound to ctl0 looks for 127.0.0.1 on ctl0 (docs/kernel.md).
     let pinned = confine(&chassis, Level::Pinned, false);
     assert_eq!(probe(&chassis, Some(&pinned), &actions), ["sent"]);
     backplane.settle();

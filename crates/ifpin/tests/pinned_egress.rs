@@ -201,7 +201,7 @@ fn pinned_udp_link_local_stays_on_ctl0() {
     s.assert_front_saw(IpAddr::V6(bp), test);
 }
 
-/// The link-local `bind()` rebind of `kernel-facts.md`: binding a ctl0-pinned socket to
+/// The link-local `bind()` rebind of `docs/kernel.md`: binding a ctl0-pinned socket to
 /// `fe80::4%eth1` (eth1's own link-local address) silently moves it to eth1. The library
 /// refuses the scope before `bind()`; a socket pinned with [`ifpin::pin`] and then bound by
 /// hand is caught by [`ifpin::verify`], which is what the library does after every `bind()`.

@@ -1,34 +1,22 @@
-//! # netlab: throwaway virtual networks in Linux network namespaces
+//! # netlab: test fixtures for ifpin
 //!
-//! Used by ifpin's tests, benchmarks and `ifpin demo` to build small topologies (hosts, veth
-//! links, addresses, routes), run code inside them, and count the frames crossing each link.
-//! Everything is removed on drop, also when a test panics; names are unique per process, so
-//! tests run in parallel.
+//! Used by the tests and benchmarks of the workspace (a dev-dependency, never a dependency of
+//! the shipped `ifpin` binary). The lab itself (namespaces, veth links, the chassis,
+//! responders, frame counters, the vector catalogue and the demo's cases) lives in the shipped
+//! crate `ifpin-demo`, which `ifpin demo` runs; netlab re-exports it under the names the tests
+//! use, and adds what only tests need:
 //!
-//! * [`Netns`] ([`netns`]): one named namespace; run closures ([`Netns::run`]) or programs
-//!   ([`Netns::command`], [`Netns::spawn`]) inside it; `ip -n` ([`Netns::ip`]); sysctls.
-//! * [`Lab`] ([`lab`]): a declarative topology builder.
-//! * [`Chassis`] ([`chassis`]): the `kernel-facts.md` topology (host with `ctl0` and `eth1`,
-//!   peers `backplane` and `front`, a control destination behind both).
-//! * [`Responder`] ([`responder`]): TCP/UDP servers answering with their host's name.
-//! * [`FrameCounter`] ([`counter`]) and [`Frame`] ([`frame`]): `AF_PACKET` capture, decoded,
-//!   direction-aware, noise-filtered. Query with [`FrameCounter::count`] /
-//!   [`FrameCounter::frames`] / [`FrameCounter::count_involving`] after
-//!   [`FrameCounter::settle`] (or [`settle_all`]); [`FrameCounter::take`] reads and clears in
-//!   one step; [`FrameCounter::describe`] lists the frames for assertion messages.
+//! * [`require_privileged`]: the skip-or-fail guard for tests that need root.
 //! * [`systemd::Container`] ([`systemd`]): a real systemd booted with `systemd-nspawn` in a
 //!   namespace (the host of a chassis, say), from a Debian tree built once with debootstrap
 //!   and cached ([`systemd::Tree`]); commands run inside with [`systemd::Container::command`].
-//! * [`require_privileged`]: the skip-or-fail guard for tests that need root.
-//! * [`vectors`]: the override vectors of `kernel-facts.md`, each a function of a pinned socket
-//!   returning the kernel's answer (also as the `netlab-vectors` helper binary).
-//! * [`cases`]: the live cases of `ifpin demo` on a chassis, judged by the frames they cause.
-//! * [`bench`]: paired A/B ratios with a confidence interval, and CPU placement, for the
-//!   benchmarks.
+//! * The helper programs `netlab-vectors` (tries override vectors, prints the kernel's
+//!   answers) and `netlab-escape` (a hostile program for `ifpin exec` tests: one attack of
+//!   [`vectors::escape`] per run).
 //!
-//! Rules the API keeps for you: labs, chassis and chassis helpers return only once their links
-//! carry frames ([`Netns::wait_link_up`]); responders answer UDP from the address that was
-//! asked; counters fail loudly (panic) rather than under-count if frames were lost.
+//! Re-exported from `ifpin-demo`: [`Netns`] ([`netns`]), [`Lab`] ([`lab`]), [`Chassis`]
+//! ([`chassis`]), [`Responder`] ([`responder`]), [`FrameCounter`] ([`counter`]) and [`Frame`]
+//! ([`frame`]), the vector catalogue as [`vectors`], and the demo's [`cases`].
 //!
 //! ## Usage
 //!
@@ -105,29 +93,16 @@
 //! (`Chassis::CONTROL_V4` = 10.99.7.2, `Chassis::CONTROL_V6` = fd99:7::2, backplane link-local
 //! fe80::2, front link-local fe80::3).
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
-pub mod bench;
-pub mod cases;
-pub mod chassis;
-pub mod counter;
-pub mod error;
-pub mod frame;
-pub mod lab;
-pub mod netns;
-pub mod responder;
-mod sys;
 pub mod systemd;
-pub mod vectors;
 
-pub use chassis::{Chassis, Peer, Served};
-pub use counter::{FrameCounter, settle_all};
-pub use error::{Error, Result};
-pub use frame::{Arp, Direction, Frame, Payload, Transport};
-pub use lab::{Lab, LabBuilder, Route};
-pub use netns::{Netns, Process};
-pub use responder::{Proto, Responder};
-
-use std::sync::OnceLock;
+pub use ifpin_demo::catalogue as vectors;
+pub use ifpin_demo::{
+    Arp, Chassis, Direction, Error, Frame, FrameCounter, Lab, LabBuilder, Netns, Payload, Peer,
+    Process, Proto, Responder, Result, Route, Served, Transport, cases, chassis, counter, error,
+    frame, lab, netns, privilege_problem, responder, settle_all,
+};
 
 /// Environment variable that turns a privilege skip into a test failure (set by CI).
 pub const REQUIRE_PRIVILEGED_ENV: &str = "IFPIN_REQUIRE_PRIVILEGED";
@@ -158,28 +133,4 @@ pub fn require_privileged(test: &str) -> bool {
             false
         }
     }
-}
-
-/// Why labs cannot be built here, or `None` if they can (checked once per process).
-pub fn privilege_problem() -> Option<String> {
-    static PROBLEM: OnceLock<Option<String>> = OnceLock::new();
-    PROBLEM
-        .get_or_init(|| {
-            if sys::euid() != 0 {
-                return Some(format!("effective uid is {}, not 0", sys::euid()));
-            }
-            // unshare(CLONE_NEWNET) on a throwaway thread: the namespace dies with it.
-            let probe = std::thread::spawn(sys::unshare_net).join();
-            match probe {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Some(format!("cannot create a network namespace: {e}")),
-                Err(_) => return Some("namespace probe thread panicked".to_owned()),
-            }
-            match std::process::Command::new("ip").arg("-V").output() {
-                Ok(o) if o.status.success() => None,
-                Ok(o) => Some(format!("`ip -V` failed: {}", o.status)),
-                Err(e) => Some(format!("cannot run `ip` (install iproute2): {e}")),
-            }
-        })
-        .clone()
 }

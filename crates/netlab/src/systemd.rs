@@ -78,8 +78,8 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::error::{Error, Result};
-use crate::netns::{Netns, output_of, stale_owner};
+use crate::netns::{Netns, output_of, signal_when_parent_dies, stale_owner};
+use crate::{Error, Result};
 
 /// Where the tree is cached unless `$NETLAB_SYSTEMD_CACHE` names another directory.
 pub const DEFAULT_CACHE: &str = "/var/cache/ifpin-test/bookworm-systemd";
@@ -518,7 +518,7 @@ impl<'ns> Container<'ns> {
         }
         // If this process dies without dropping the container (SIGKILL), nspawn gets SIGTERM
         // and halts it.
-        crate::sys::signal_when_parent_dies(&mut cmd, libc::SIGTERM);
+        signal_when_parent_dies(&mut cmd, libc::SIGTERM);
         cmd.env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "1")
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())

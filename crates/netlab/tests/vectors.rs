@@ -1,7 +1,7 @@
-//! The override vectors of `kernel-facts.md`, measured on this kernel with a frame counter at the
+//! The override vectors of `docs/kernel.md`, measured on this kernel with a frame counter at the
 //! far end of each link of the chassis.
 //!
-//! These are findings about the kernel, asserted as `kernel-facts.md` records them: a failure
+//! These are findings about the kernel, asserted as `docs/kernel.md` records them: a failure
 //! here means this kernel behaves differently from the table (the message names the row), which
 //! is worth knowing before relying on any level of ifpin. Every test that expects "nothing on the
 //! front link" sits next to a negative control in the same lab showing the counter sees a leak.
@@ -88,19 +88,19 @@ fn vectors_recorded_as_leaking_leave_through_the_front_panel() {
         assert_eq!(
             attempt.answer,
             Answer::Accepted,
-            "{} ({}): kernel-facts \"{}\" says the kernel accepts it; this kernel: {}",
+            "{} ({}): docs/kernel.md ({}) says the kernel accepts it; this kernel: {}",
             info.id,
             info.privilege,
-            info.kernel_facts,
+            info.documented_in,
             case.outcome
         );
         assert!(
             case.vector_frames_on_front.unwrap_or(0) > 0,
-            "{} ({}): kernel-facts \"{}\" says its packets leave through eth1; on this kernel \
+            "{} ({}): docs/kernel.md ({}) says its packets leave through eth1; on this kernel \
              none of its own packets reached the front peer. Front frames: {:?}",
             info.id,
             info.privilege,
-            info.kernel_facts,
+            info.documented_in,
             case.front_frames
         );
         assert_eq!(case.verdict, Verdict::Leaked);
@@ -109,8 +109,8 @@ fn vectors_recorded_as_leaking_leave_through_the_front_panel() {
         assert_eq!(case.frames.ctl0, 0, "{}: {case:?}", info.id);
     }
     assert_eq!(checked, 14);
-    // kernel-facts: "interface deleted, then a different device created with the old ifindex:
-    // old sockets now send out the new device; getsockopt(BTD) returns the new name".
+    // docs/kernel.md, "The lifecycle of a binding": once another device takes a deleted
+    // interface's index, the old socket sends through it, and its binding reads as the new name.
     let reuse = cases
         .iter()
         .find(|c| c.spec.id == "finding-ifindex-reuse")
@@ -134,8 +134,8 @@ fn vectors_recorded_as_leaking_leave_through_the_front_panel() {
         "before the deletion it used ctl0: {}",
         reuse.outcome
     );
-    // The silent rebinds: the socket is now bound to eth1 (kernel-facts: the link-local bind()
-    // "silently rebinds the socket to eth1"; a privileged SO_BINDTODEVICE changes it openly).
+    // The rebinds: the socket is now bound to eth1 (docs/kernel.md: a link-local bind() moves
+    // the binding without a word; a privileged SO_BINDTODEVICE changes it openly).
     for vector in [Vector::V6BindLinkLocal, Vector::RebindPrivileged] {
         let attempt = finding(&cases, vector).attempt.as_ref().unwrap();
         assert_eq!(
@@ -168,14 +168,14 @@ fn vectors_recorded_as_refused_are_refused_and_send_nothing_on_the_front_panel()
             Answer::Refused { errno: got, .. } => assert_eq!(
                 got.name(),
                 errno,
-                "{}: kernel-facts \"{}\" records {errno}; this kernel: {}",
+                "{}: docs/kernel.md ({}) records {errno}; this kernel: {}",
                 info.id,
-                info.kernel_facts,
+                info.documented_in,
                 case.outcome
             ),
             Answer::Accepted => panic!(
-                "{}: kernel-facts \"{}\" records {errno}, but this kernel accepted it; front frames {:?}",
-                info.id, info.kernel_facts, case.front_frames
+                "{}: docs/kernel.md ({}) records {errno}, but this kernel accepted it; front frames {:?}",
+                info.id, info.documented_in, case.front_frames
             ),
         }
         assert_eq!(
@@ -216,8 +216,8 @@ fn controls_recorded_as_not_leaking_go_out_of_ctl0() {
         );
         assert_eq!(
             case.frames.front, 0,
-            "{}: kernel-facts \"{}\" says it does not leak; front frames: {:?}",
-            info.id, info.kernel_facts, case.front_frames
+            "{}: docs/kernel.md ({}) says it does not leak; front frames: {:?}",
+            info.id, info.documented_in, case.front_frames
         );
         // Positive control for the same case: the packet was sent, out of ctl0.
         assert!(
@@ -242,7 +242,7 @@ fn honest_sockets_pinned_by_index_do_not_leak_and_refuse_front_ingress() {
         for case in cases {
             if case.spec.id == "pinned-bind-linklocal" {
                 // A bare SO_BINDTOIFINDEX does not stop the link-local bind() from rebinding
-                // the socket (kernel-facts, "Ways a BTD-bound socket still leaks"): that is why
+                // the socket (docs/kernel.md, "Override vectors"): that is why
                 // the library reads the binding back after every bind(). `ifpin demo`'s own
                 // test shows the library refusing it.
                 assert_eq!(case.verdict, Verdict::Leaked, "{}", case.outcome);

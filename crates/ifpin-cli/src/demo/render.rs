@@ -1,7 +1,9 @@
 //! How `ifpin demo` prints: a heading per section, one row per case as it finishes, then a
-//! summary. Only formatting lives here; the cases and their verdicts come from `netlab::cases`.
+//! summary. Only formatting lives here; the cases and their verdicts come from
+//! `ifpin_demo::cases`.
 
-use netlab::cases::{CaseReport, LevelCase, Progress, Report, Section, Verdict};
+use ifpin::Level;
+use ifpin_demo::cases::{CaseReport, LevelCase, Progress, Report, Section, Verdict};
 
 /// `println!` that does not panic when stdout is gone (`ifpin demo | head`): the run goes on,
 /// so the lab is still torn down properly.
@@ -12,10 +14,15 @@ macro_rules! out {
     }};
 }
 
+/// What is marked where a measurement differs from `docs/kernel.md`.
+const DIFFERS: &str = "[differs from the documented answer]";
+
 /// Prints rows as the cases finish, with a heading whenever the section changes.
 #[derive(Debug, Default)]
 pub struct Table {
     section: Option<Section>,
+    /// The levels of the vector being run, until its last level arrives.
+    pending: Vec<LevelCase>,
 }
 
 impl Table {
@@ -38,24 +45,32 @@ impl Table {
     pub fn progress(&mut self, progress: Progress<'_>) {
         match progress {
             Progress::Case(case) => self.row(case),
-            Progress::LevelsStart(confiner) => {
+            Progress::LevelsStart(command) => {
                 self.section = None;
                 out!();
                 out!(
-                    "what each guarantee level blocks: the vectors that leaked above, run again by a"
+                    "levels: what each guarantee level holds. The override vectors that got out above, and"
                 );
-                out!("child process confined to ctl0 ({confiner})");
+                out!("the escapes of a hostile root program, each run in the host as");
+                out!("    {command}");
                 out!(
-                    "  {:<24} {:<9} {:<13} {:>4} {:>5}  {:<8} kernel's answer (blocked by the programs)",
+                    "(cell: OUT or held, and the frames on the front link; the pinned cell of an override"
+                );
+                out!("vector is its kernel finding above)");
+                out!(
+                    "  {:<22} {:<9} {:<9} {:<9} at sealed: the kernel's answer [blocked]",
                     "vector",
-                    "level",
-                    "run as",
-                    "ctl0",
-                    "front",
-                    "verdict"
+                    "pinned",
+                    "enforced",
+                    "sealed"
                 );
             }
-            Progress::Level(case) => level_row(case),
+            Progress::Level(case) => {
+                self.pending.push(case.clone());
+                if case.level == Level::Sealed {
+                    level_row(&std::mem::take(&mut self.pending));
+                }
+            }
             Progress::LevelsSkipped(reason) => {
                 out!("  (not run: {reason})");
             }
@@ -90,9 +105,9 @@ impl Table {
         }
         if is_finding(section) {
             let differs = if case.as_documented == Some(false) {
-                "  [differs from kernel-facts.md]"
+                format!("  {DIFFERS}")
             } else {
-                ""
+                String::new()
             };
             out!(
                 "  {:<24} {:<13} {:>4} {:>5}  {:<8} {}{differs}",
@@ -120,17 +135,43 @@ fn is_finding(section: Section) -> bool {
     matches!(section, Section::KernelFinding | Section::Lifecycle)
 }
 
-fn level_row(case: &LevelCase) {
+/// One vector at every level it ran at: a cell per level, then sealed's answer.
+fn level_row(cases: &[LevelCase]) {
+    let Some(first) = cases.first() else { return };
+    let cell = |level: Level| {
+        cases.iter().find(|c| c.level == level).map_or_else(
+            || "-".to_owned(),
+            |c| {
+                let verdict = if c.got_out { "OUT" } else { "held" };
+                format!("{verdict:<4} {:>3}", c.frames.front)
+            },
+        )
+    };
+    let sealed = cases.iter().find(|c| c.level == Level::Sealed);
+    let answer = sealed.map_or_else(String::new, |c| {
+        let blocked: Vec<String> = c.blocked.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        if blocked.is_empty() {
+            c.answer.clone()
+        } else {
+            format!("{} [{}]", c.answer, blocked.join(", "))
+        }
+    });
+    let differs: Vec<&str> = cases
+        .iter()
+        .filter(|c| !c.as_documented)
+        .map(|c| c.level.as_str())
+        .collect();
+    let differs = if differs.is_empty() {
+        String::new()
+    } else {
+        format!("  {DIFFERS} at {}", differs.join(", "))
+    };
     out!(
-        "  {:<24} {:<9} {:<13} {:>4} {:>5}  {:<8} {} ({})",
-        case.vector,
-        case.level.to_string(),
-        case.privilege.to_string(),
-        case.frames.ctl0,
-        case.frames.front,
-        if case.leaked { "LEAKS" } else { "blocked" },
-        case.answer,
-        case.blocked_by_confinement,
+        "  {:<22} {:<9} {:<9} {:<9} {answer}{differs}",
+        first.vector,
+        cell(Level::Pinned),
+        cell(Level::Enforced),
+        cell(Level::Sealed),
     );
 }
 
@@ -191,30 +232,31 @@ pub fn summary(report: &Report) {
     out!("    above. That is why the enforced level (`ifpin exec --level enforced`) filters by");
     out!("    interface in the kernel. These findings do not change the exit code.");
     if let Some(levels) = &report.levels {
-        for guard in netlab::cases::Guard::ALL {
-            let at: Vec<_> = levels.cases.iter().filter(|c| c.level == guard).collect();
-            let leaking: Vec<_> = at.iter().filter(|c| c.leaked).map(|c| c.vector).collect();
+        for level in Level::ALL {
+            let at: Vec<&LevelCase> = levels.cases.iter().filter(|c| c.level == level).collect();
+            let out: Vec<&str> = at.iter().filter(|c| c.got_out).map(|c| c.vector).collect();
             out!(
-                "  {guard} level:{:width$} {} of {} of those vectors blocked (nothing on the front link){}",
+                "  {level} level:{:width$} {} of {} vectors held{}",
                 "",
-                at.len() - leaking.len(),
+                at.len() - out.len(),
                 at.len(),
-                if leaking.is_empty() {
-                    String::new()
-                } else {
-                    format!("; still leaking: {}", leaking.join(", "))
-                },
-                width = 9 - guard.to_string().len(),
+                if out.is_empty() { "" } else { "; got out:" },
+                width = 9 - level.as_str().len(),
             );
+            for line in wrap(&out.join(", "), 88) {
+                if !line.is_empty() {
+                    out!("      {line}");
+                }
+            }
         }
     } else if let Some(reason) = &report.levels_skipped {
         out!("  levels: not shown ({reason})");
     }
-    if !s.differs_from_kernel_facts.is_empty() {
-        out!(
-            "    Different from kernel-facts.md on this kernel: {}",
-            s.differs_from_kernel_facts.join(", ")
-        );
+    if !s.differs_from_documented.is_empty() {
+        out!("  Different from the documented answer (docs/kernel.md) on this kernel:");
+        for line in wrap(&s.differs_from_documented.join(", "), 88) {
+            out!("      {line}");
+        }
     }
     out!(
         "  result: {}",

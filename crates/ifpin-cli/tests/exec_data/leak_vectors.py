@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Tries one way of getting a packet out of an interface it should not use.
 
-Used by ifpin's `exec` tests, run with and without `ifpin exec`: each vector of
-kernel-facts.md ("Ways a BTD-bound socket still leaks") is tried by a program that does not
+Used by ifpin's `exec` tests, run with and without `ifpin exec`: each override vector of
+docs/kernel.md (the ones that leak) is tried by a program that does not
 know it is confined. The routing table sends the destination out of the front port, so a
 vector that works leaves a frame there.
 
@@ -159,8 +159,8 @@ def main():
 
     # Keep the sockets open while the peers' answers come back: an answer to a closed port
     # makes the host kernel send an ICMP port-unreachable of its own, routed by the table (out
-    # of the front port), which is not this program's packet. (kernel-facts.md: "the only
-    # frames left on the front link were the kernel's own RSTs and ICMP port-unreachables".)
+    # of the front port), which is not this program's packet (docs/kernel.md, how the demo
+    # counts: only the vector's own packets are its leak).
     time.sleep(LINGER)
 
     refused = lambda calls: sum(1 for s in steps if s["call"] in calls and s["result"] != "ok")

@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn the_kernel_accepts_an_index_that_does_not_exist() {
-        // kernel-facts.md: SO_BINDTOIFINDEX is unchecked. This is why `pin` validates.
+        // docs/kernel.md: SO_BINDTOIFINDEX is unchecked. This is why `pin` validates.
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         let missing = 0x7fff_fff0;
         bind_device_by_index(s.as_fd(), missing).unwrap();

@@ -8,9 +8,9 @@
 //! every veth).
 //!
 //! ```
-//! # fn main() -> netlab::Result<()> {
-//! # if !netlab::require_privileged("lab module doc") { return Ok(()); }
-//! use netlab::{Lab, Route};
+//! # fn main() -> ifpin_demo::Result<()> {
+//! # if ifpin_demo::privilege_problem().is_some() { return Ok(()); }
+//! use ifpin_demo::{Lab, Route};
 //! let lab = Lab::builder()
 //!     .host("a")
 //!     .host("b")

@@ -1,4 +1,9 @@
-//! The only place in netlab with `unsafe`: raw system calls, each wrapped in one function.
+//! The only place in ifpin-demo with `unsafe`: raw system calls, each wrapped in one safe
+//! function with a `SAFETY` comment on every block.
+//!
+//! * [`sockopt`]: socket options as C values or bytes, an `AF_PACKET` send, thread capabilities.
+//! * [`interrupt`]: the `SIGINT`/`SIGTERM` handler of `ifpin demo`.
+//! * [`escape`]: the raw calls of the escape vectors (`clone3`, pidfds, `ptrace`, `int 0x80`).
 //!
 //! * [`setns_net`]: `setns(2)` with `CLONE_NEWNET`, usable between `fork` and `exec`
 //!   (async-signal-safe, no allocation).
@@ -8,6 +13,10 @@
 //!   count for it.
 //!
 //! Everything above this module is safe code.
+
+pub(crate) mod escape;
+pub(crate) mod interrupt;
+pub(crate) mod sockopt;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

@@ -419,7 +419,7 @@ fn sweep_stale() {
 }
 
 /// The pid in a netlab namespace name `nl-<label>-<pid>-<n>`, if `name` is one.
-pub(crate) fn stale_owner(name: &str) -> Option<u32> {
+pub fn stale_owner(name: &str) -> Option<u32> {
     let rest = name.strip_prefix("nl-")?;
     let mut parts = rest.rsplitn(3, '-');
     let n = parts.next()?;
@@ -445,6 +445,13 @@ fn describe(cmd: &Command) -> String {
     s
 }
 
+/// Makes the child of `cmd` receive `signal` when the thread that spawned it ends (also when
+/// the whole process is killed): `prctl(PR_SET_PDEATHSIG)` between `fork` and `exec`. The
+/// setting survives `exec` of programs that are not set-uid.
+pub fn signal_when_parent_dies(cmd: &mut Command, signal: libc::c_int) {
+    sys::signal_when_parent_dies(cmd, signal);
+}
+
 /// Runs `ip ARGS...`, returning stdout or an error with stderr.
 pub(crate) fn run_ip(args: &[&str]) -> Result<String> {
     let mut cmd = Command::new("ip");
@@ -453,7 +460,7 @@ pub(crate) fn run_ip(args: &[&str]) -> Result<String> {
 }
 
 /// Runs `cmd` to completion, returning stdout or an error carrying stderr.
-pub(crate) fn output_of(cmd: &mut Command) -> Result<String> {
+pub fn output_of(cmd: &mut Command) -> Result<String> {
     let out: Output = cmd.output().map_err(|source| Error::Spawn {
         command: describe(cmd),
         source,

@@ -6,14 +6,17 @@
 //! the drift; the median of many such ratios, with a distribution-free confidence interval,
 //! tells whether a few-percent effect is there or not ([`Ratios`]).
 //!
-//! ```
-//! use netlab::bench::Ratios;
-//!
+//! ```text
 //! let ratios = Ratios::new((0..101).map(|i| 0.95 + f64::from(i) * 0.001).collect());
 //! assert!((ratios.median() - 1.0).abs() < 1e-9);
 //! let (low, high) = ratios.ci95();
 //! assert!(low < 1.0 && high > 1.0 && high - low < 0.03);
 //! ```
+//!
+//! Shared by the benchmarks of `ifpin` (`mod stats;`) and of `ifpin-cli` (`benches/exec.rs`
+//! includes this file with `#[path]`): the statistics live with the benchmarks that use them.
+
+#![allow(dead_code, reason = "each benchmark uses a part")]
 
 use nix::sched::{CpuSet, sched_setaffinity};
 use nix::unistd::Pid;
@@ -96,35 +99,4 @@ pub fn stay_on_cpu(cpu: usize) -> Option<usize> {
     // Pid 0: the calling thread.
     sched_setaffinity(Pid::from_raw(0), &set).ok()?;
     Some(cpu)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_and_interval_of_a_known_set() {
-        let r = Ratios::new(vec![3.0, 1.0, 2.0, 5.0, 4.0]);
-        assert_eq!(r.median(), 3.0);
-        // Five rounds: the interval is the whole range.
-        assert_eq!(r.ci95(), (1.0, 5.0));
-        let even = Ratios::new(vec![1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(even.median(), 2.5);
-    }
-
-    #[test]
-    fn the_interval_narrows_with_more_rounds() {
-        let wide = Ratios::new((0..25).map(f64::from).collect());
-        let narrow = Ratios::new((0..2500).map(|i| f64::from(i) / 100.0).collect());
-        let width = |r: &Ratios| r.ci95().1 - r.ci95().0;
-        assert!(width(&narrow) < width(&wide) / 3.0);
-        let (low, high) = narrow.ci95();
-        assert!(low <= narrow.median() && narrow.median() <= high);
-    }
-
-    #[test]
-    #[should_panic(expected = "no rounds")]
-    fn no_rounds_is_a_bug() {
-        Ratios::new(Vec::new());
-    }
 }

@@ -12,20 +12,24 @@
 //!   library in the demo) reach the control peer over ctl0 with zero frames on the front link.
 //! - [`Section::Ingress`]: a pinned listener/socket refuses what arrives on the front link and
 //!   still accepts what arrives on ctl0 (the positive control in the same case).
-//! - [`Section::KernelFinding`]: every override vector of [`crate::vectors`] against a pinned
+//! - [`Section::KernelFinding`]: every override vector of [`crate::catalogue`] against a pinned
 //!   socket, measured on this kernel. These are findings about the kernel, not promises of the
 //!   library: they are why the enforced level exists.
 //!
-//! The cases never decide from what `kernel-facts.md` says: the verdict comes from the frame
-//! counts and the kernel's answers; the documented behaviour is only shown next to it.
+//! Then the levels section ([`levels`]): every vector that got out, and the escape vectors of a
+//! root program, run under `ifpin exec` at each level.
 //!
-//! How sockets get pinned is a parameter ([`Pinning`]), so netlab does not depend on the `ifpin`
-//! library: `ifpin demo` passes one backed by the library; netlab's own tests pass
-//! [`BarePinning`] (plain `SO_BINDTOIFINDEX`).
+//! The cases never decide from what `docs/kernel.md` says: the verdict comes from the frame
+//! counts and the kernel's answers; the documented answer (the catalogue's, which the doc is
+//! checked against) is only compared with it and shown next to it.
+//!
+//! How sockets get pinned is a parameter ([`Pinning`]): `ifpin demo` passes
+//! [`LibraryPinning`] (the `ifpin` library); the fixture tests can pass [`BarePinning`] (plain
+//! `SO_BINDTOIFINDEX`) to measure the kernel alone.
 
 mod lab;
 pub mod levels;
-mod sys;
+mod pinning;
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -34,10 +38,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::vectors::{Attempt, Documented, Privilege, Vector};
+use crate::catalogue::{Attempt, Documented, Privilege, Vector};
+use crate::sys::interrupt as sys;
 
 pub use lab::{DemoLab, read_answer};
-pub use levels::{Guard, LevelCase, LevelSetup, LevelsReport};
+pub use levels::{AnyVector, ChildCommand, LevelCase, LevelsReport};
+pub use pinning::LibraryPinning;
+
+/// Where `docs/kernel.md` records the lifecycle of a binding.
+pub const LIFECYCLE_DOC: &str = "docs/kernel.md#the-lifecycle-of-a-binding";
 
 /// The error type the [`Pinning`] implementations return: whatever the pinning library says.
 pub type PinningError = Box<dyn std::error::Error + Send + Sync>;
@@ -337,13 +346,13 @@ pub struct CaseReport {
     /// For override vectors: the kernel's answer and the binding read back afterwards.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<Attempt>,
-    /// For override vectors: what `kernel-facts.md` recorded.
+    /// For override vectors: what `docs/kernel.md` records (the catalogue's expected answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub documented: Option<Documented>,
-    /// For override vectors: the `kernel-facts.md` row.
+    /// For override vectors: where in `docs/kernel.md` that is written.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kernel_facts: Option<&'static str>,
-    /// For override vectors: whether this kernel behaved as `kernel-facts.md` recorded.
+    pub documented_in: Option<&'static str>,
+    /// For override vectors: whether this kernel behaved as `docs/kernel.md` records.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_documented: Option<bool>,
     /// For override vectors: how many of the front-link frames are the vector's own packets
@@ -364,23 +373,11 @@ impl CaseReport {
             ok: false,
             attempt: None,
             documented: None,
-            kernel_facts: None,
+            documented_in: None,
             as_documented: None,
             vector_frames_on_front: None,
             front_frames: Vec::new(),
         }
-    }
-}
-
-/// The case spec of a vector's finding (for reports built outside [`plan`]).
-fn plan_entry_for(vector: Vector) -> CaseSpec {
-    let info = vector.info();
-    CaseSpec {
-        id: format!("finding-{}", info.id),
-        section: Section::KernelFinding,
-        title: info.title.to_owned(),
-        privilege: info.privilege,
-        kind: CaseKind::Vector(vector),
     }
 }
 
@@ -389,7 +386,7 @@ fn plan_entry_for(vector: Vector) -> CaseSpec {
 pub enum Progress<'a> {
     /// A case finished.
     Case(&'a CaseReport),
-    /// The levels section starts; the text says what confines.
+    /// The levels section starts; the text is the command each run is.
     LevelsStart(&'a str),
     /// A vector finished at a level.
     Level(&'a LevelCase),
@@ -412,8 +409,9 @@ pub struct Summary {
     pub vectors_leaking: Vec<String>,
     /// Override vectors that did not.
     pub vectors_contained: Vec<String>,
-    /// Override vectors that behaved differently from `kernel-facts.md`.
-    pub differs_from_kernel_facts: Vec<String>,
+    /// Vectors that behaved differently from the documented answer (`docs/kernel.md`, checked
+    /// against the catalogue): `ID` for a kernel finding, `ID@LEVEL` for a level run.
+    pub differs_from_documented: Vec<String>,
     /// Every promise held and every negative control leaked.
     pub ok: bool,
 }
@@ -438,7 +436,7 @@ pub struct Report {
 }
 
 impl Summary {
-    fn of(cases: &[CaseReport]) -> Self {
+    fn of(cases: &[CaseReport], levels: Option<&LevelsReport>) -> Self {
         let count = |f: &dyn Fn(&CaseReport) -> bool| cases.iter().filter(|c| f(c)).count();
         let findings = || {
             cases
@@ -462,7 +460,15 @@ impl Summary {
             controls,
             vectors_leaking: ids(&|c| c.verdict == Verdict::Leaked),
             vectors_contained: ids(&|c| c.verdict != Verdict::Leaked),
-            differs_from_kernel_facts: ids(&|c| c.as_documented == Some(false)),
+            differs_from_documented: ids(&|c| c.as_documented == Some(false))
+                .into_iter()
+                .chain(levels.into_iter().flat_map(|l| {
+                    l.cases
+                        .iter()
+                        .filter(|c| c.exec && !c.as_documented)
+                        .map(|c| format!("{}@{}", c.vector, c.level))
+                }))
+                .collect(),
             ok: promises_kept == promises && controls_leaked == controls,
         }
     }

@@ -1,9 +1,8 @@
-//! The few raw calls the override vectors need that neither `socket2` nor `nix` offer safely:
-//! socket options given as plain C values, an `AF_PACKET` send with a `sockaddr_ll`, and the
-//! calling thread's effective capabilities.
+//! The few raw calls the vectors need that neither `socket2` nor `nix` offer safely: socket
+//! options given as plain C values or as bytes, an `AF_PACKET` send with a `sockaddr_ll`, and
+//! the calling thread's effective capabilities.
 //!
-//! Every wrapper makes one call and turns `-1` into [`io::Error::last_os_error`]. This is the
-//! only place in `netlab::vectors` with `unsafe`.
+//! Every wrapper makes one call and turns `-1` into [`io::Error::last_os_error`].
 
 use std::io;
 use std::mem;
@@ -40,6 +39,33 @@ pub(crate) fn setsockopt<T: SockoptValue>(
             level,
             name,
             (value as *const T).cast::<libc::c_void>(),
+            len,
+        )
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `setsockopt(fd, level, name, value, value.len())`: the option's C structure given as its
+/// bytes (the multicast requests of the escape vectors, built field by field).
+pub(crate) fn setsockopt_bytes(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &[u8],
+) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(value.len())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `value` is `len` initialised bytes that live for the call; the kernel only reads
+    // them, and checks `len` against the option's size itself.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            value.as_ptr().cast::<libc::c_void>(),
             len,
         )
     };

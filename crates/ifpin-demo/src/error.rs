@@ -1,4 +1,4 @@
-//! The one error type of netlab.
+//! The one error type of the lab (namespaces, links, counters, containers).
 //!
 //! Every failure names what was being done (the command line, the syscall, the namespace or
 //! interface) and keeps the underlying `io::Error` as its source, so a failing test says
@@ -6,7 +6,7 @@
 
 use std::io;
 
-/// Result alias used throughout netlab.
+/// Result alias used throughout the lab.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong while building, using or tearing down a lab.
@@ -43,7 +43,7 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// A name given to netlab is unusable (unknown host, bad interface name...).
+    /// A name given to the lab is unusable (unknown host, bad interface name...).
     #[error("invalid {what} `{value}`: {reason}")]
     Invalid {
         /// What kind of value it is ("host", "interface name"...).
@@ -53,8 +53,8 @@ pub enum Error {
         /// Why it is refused and what to do instead.
         reason: String,
     },
-    /// The systemd container fixture ([`crate::systemd`]) could not build its tree, boot, or
-    /// stop.
+    /// A container fixture (netlab's `systemd`, built on this lab) could not build its tree,
+    /// boot, or stop.
     #[error("systemd container: {step}: {detail}")]
     Container {
         /// What was being done ("debootstrap", "boot", "shutdown"...).
@@ -73,7 +73,7 @@ pub enum Error {
 
 impl Error {
     /// Shorthand for [`Error::Sys`].
-    pub(crate) fn sys(call: &'static str, context: impl Into<String>, source: io::Error) -> Self {
+    pub fn sys(call: &'static str, context: impl Into<String>, source: io::Error) -> Self {
         Error::Sys {
             call,
             context: context.into(),

@@ -1,4 +1,4 @@
-//! The topology of `kernel-facts.md`, ready to use: a card with a control link and a
+//! The chassis of `docs/kernel.md`, ready to use: a card with a control link and a
 //! front-panel port whose routing table would carry control traffic out of the front.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! The one raw call of `netlab::cases`: installing the `SIGINT`/`SIGTERM` handler that lets
+//! The one raw call of `crate::cases`: installing the `SIGINT`/`SIGTERM` handler that lets
 //! `ifpin demo` stop between cases and remove its namespaces instead of dying with them in place.
 
 use std::io;

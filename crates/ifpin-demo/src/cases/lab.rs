@@ -1,5 +1,5 @@
 //! [`DemoLab`]: the chassis, its responders and counters, and how each case kind is run and
-//! judged. Also [`BarePinning`], the library-free [`Pinning`] netlab's own tests use.
+//! judged. Also [`BarePinning`], the library-free [`Pinning`] the fixture tests use.
 
 use std::io::Read;
 use std::net::{
@@ -10,18 +10,25 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
+use std::os::unix::process::ExitStatusExt;
+
+use ifpin::Level;
+
 use super::levels::{
-    self, ChildProcess, Confined, Guard, LevelCase, LevelError, LevelSetup, LevelsReport,
+    self, AnyVector, ChildAnswer, ChildCommand, LevelCase, LevelError, LevelsReport, Outside,
 };
 use super::{
     CaseError, CaseKind, CaseReport, CaseSpec, EXCHANGE_TIMEOUT, Family, INGRESS_PORT, LinkFrames,
     Pinning, PinningError, Progress, Report, SERVICE_PORT, SETTLE, Section, Summary, Verdict,
 };
+use crate::catalogue::escape::Needs;
+use crate::catalogue::{
+    self as vectors, Documented, Escape, EscapeReport, LinkIndex, Target, VECTOR_MARK, Vector,
+};
 use crate::chassis::{Chassis, Peer, Served};
 use crate::counter::FrameCounter;
 use crate::frame::Frame;
 use crate::responder::Proto;
-use crate::vectors::{self, Documented, LinkIndex, Target, VECTOR_MARK, Vector};
 
 /// The device `finding-ifindex-reuse` creates with ctl0's old index, and its far end (in front).
 const REUSE_IF: &str = "reuse0";
@@ -62,6 +69,12 @@ impl DemoLab {
                     NEIGHBOUR_PROBE_DELAY,
                 )?;
             }
+        }
+        // IGMPv2 and MLDv1 address each report to its group, so the multicast vector's reports
+        // are told apart from the host's own background reports.
+        for dev in [Chassis::CTL0, Chassis::ETH1] {
+            host.sysctl(&format!("net/ipv4/conf/{dev}/force_igmp_version"), "2")?;
+            host.sysctl(&format!("net/ipv6/conf/{dev}/force_mld_version"), "1")?;
         }
         host.ip(&[
             "rule",
@@ -126,25 +139,26 @@ impl DemoLab {
         })
     }
 
-    /// [`DemoLab::run`], plus the levels section ([`super::levels`]): the vectors that leaked
-    /// from a pinned socket, run again at the enforced and sealed levels, just before the
-    /// lifecycle cases (which delete ctl0). If the levels cannot be set up (no cgroup v2, no
-    /// BPF), the report says why in [`Report::levels_skipped`] and the rest still runs.
+    /// [`DemoLab::run`], plus the levels section ([`super::levels`]): the override vectors that
+    /// got out of a pinned socket, run again under `ifpin exec` at the enforced and sealed
+    /// levels, and the escape vectors at every level, just before the lifecycle cases (which
+    /// delete ctl0). If the levels cannot run (no cgroup v2, no BPF), the report says why in
+    /// [`Report::levels_skipped`] and the rest still runs.
     pub fn run_with_levels(
         &self,
         cases: &[CaseSpec],
         pinning: &dyn Pinning,
-        levels: &LevelSetup<'_>,
+        child: &ChildCommand,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Report, CaseError> {
-        self.run_inner(cases, pinning, Some(levels), progress)
+        self.run_inner(cases, pinning, Some(child), progress)
     }
 
     fn run_inner(
         &self,
         cases: &[CaseSpec],
         pinning: &dyn Pinning,
-        levels: Option<&LevelSetup<'_>>,
+        levels: Option<&ChildCommand>,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Report, CaseError> {
         let target = self.target()?;
@@ -159,22 +173,14 @@ impl DemoLab {
                 return Err(CaseError::Interrupted);
             }
             let lifecycle_or_end = case.is_none_or(|c| c.section == Section::Lifecycle);
-            let setup = if lifecycle_or_end {
+            let child = if lifecycle_or_end {
                 levels_pending.take()
             } else {
                 None
             };
-            if let Some(setup) = setup {
-                let leaked: Vec<Vector> = reports
-                    .iter()
-                    .filter(|r| r.verdict == Verdict::Leaked)
-                    .filter_map(|r| match r.spec.kind {
-                        CaseKind::Vector(vector) => Some(vector),
-                        _ => None,
-                    })
-                    .collect();
-                progress(Progress::LevelsStart(&setup.confiner.describe()));
-                match self.run_levels(&leaked, setup, progress) {
+            if let Some(child) = child {
+                progress(Progress::LevelsStart(levels::COMMAND));
+                match self.run_levels(&reports, &target, child, progress) {
                     Ok(report) => levels_report = Some(report),
                     Err(_) if super::interrupted() => return Err(CaseError::Interrupted),
                     Err(e) => {
@@ -193,7 +199,7 @@ impl DemoLab {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_else(|e| format!("unknown ({e})"));
-        let summary = Summary::of(&reports);
+        let summary = Summary::of(&reports, levels_report.as_ref());
         Ok(Report {
             kernel,
             pinning: pinning.describe(),
@@ -204,85 +210,193 @@ impl DemoLab {
         })
     }
 
-    /// Runs `vectors` in a confined child at each level; see [`super::levels`].
+    /// The levels section; see [`super::levels`].
     fn run_levels(
         &self,
-        vectors: &[Vector],
-        setup: &LevelSetup<'_>,
+        findings: &[CaseReport],
+        target: &Target,
+        child: &ChildCommand,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<LevelsReport, LevelError> {
         let mut cases = Vec::new();
-        for guard in Guard::ALL {
-            let confined = self
-                .chassis
-                .host()
-                .run(|| setup.confiner.confine(Chassis::CTL0, guard))?
-                .map_err(|source| LevelError::Confine {
-                    level: guard,
-                    source,
-                })?;
-            let result = self.run_level(
-                vectors,
-                guard,
-                setup,
-                confined.as_ref(),
-                &mut cases,
-                progress,
-            );
-            let closed = close_when_empty(confined);
-            result?;
-            closed.map_err(|source| LevelError::Confine {
-                level: guard,
-                source,
-            })?;
+        let mut push = |case: LevelCase, progress: &mut dyn FnMut(Progress<'_>)| {
+            progress(Progress::Level(&case));
+            cases.push(case);
+        };
+        self.settle_and_clear();
+        let leaked = findings.iter().filter_map(|r| match r.spec.kind {
+            CaseKind::Vector(vector) if r.verdict == Verdict::Leaked => Some((vector, r)),
+            _ => None,
+        });
+        for (vector, finding) in leaked {
+            push(pinned_finding(vector, finding), progress);
+            for &level in AnyVector::Override(vector).levels() {
+                if super::interrupted() {
+                    return Err(LevelError::Interrupted);
+                }
+                push(self.level_override(vector, level, child)?, progress);
+            }
         }
+        let outside = Outside::start(self.chassis.host(), child)?;
+        for escape in Escape::ALL {
+            for &level in AnyVector::Escape(escape).levels() {
+                if super::interrupted() {
+                    return Err(LevelError::Interrupted);
+                }
+                let case = self.level_escape(escape, level, target.other_index, &outside, child)?;
+                push(case, progress);
+            }
+        }
+        drop(outside);
         Ok(LevelsReport {
-            confiner: setup.confiner.describe(),
+            command: levels::COMMAND.to_owned(),
             cases,
         })
     }
 
-    fn run_level(
+    /// One override vector at one level, under `ifpin exec`.
+    fn level_override(
         &self,
-        vectors: &[Vector],
-        guard: Guard,
-        setup: &LevelSetup<'_>,
-        confined: &dyn Confined,
-        cases: &mut Vec<LevelCase>,
-        progress: &mut dyn FnMut(Progress<'_>),
-    ) -> Result<(), LevelError> {
-        let confine_error = |source| LevelError::Confine {
-            level: guard,
-            source,
-        };
-        let mut child = ChildProcess::spawn(self.chassis.host(), &setup.child)?;
-        confined.add_process(child.pid()).map_err(confine_error)?;
-        self.settle_and_clear();
-        for &vector in vectors {
-            if super::interrupted() {
-                return Err(LevelError::Interrupted);
-            }
-            let blocked_before = confined.blocked().map_err(confine_error)?;
-            let answer = child.request(&levels::run_request(vector, guard))?;
-            self.settle();
-            child.request("close")?;
-            let mut scratch = CaseReport::empty(super::plan_entry_for(vector));
-            self.count_into(&mut scratch);
-            let blocked_after = confined.blocked().map_err(confine_error)?;
-            let case = LevelCase {
+        vector: Vector,
+        level: Level,
+        child: &ChildCommand,
+    ) -> Result<LevelCase, LevelError> {
+        let run = levels::exec_vector(
+            self.chassis.host(),
+            child,
+            &levels::VectorRun {
                 vector: vector.id(),
-                level: guard,
-                privilege: guard.privilege(vector),
-                answer,
-                frames: scratch.frames,
-                blocked_by_confinement: blocked_after.saturating_sub(blocked_before),
-                leaked: scratch.frames.front > 0,
-                front_frames: scratch.front_frames,
-            };
-            progress(Progress::Level(&case));
-            cases.push(case);
+                args: &[],
+                level,
+                allow_loopback: false,
+            },
+            &mut |_| {},
+            // The socket stays open while its answers arrive (see `vector`).
+            &mut || self.settle(),
+        )?;
+        let (frames, front_frames) = self.count_run(|_| false);
+        let answer: Option<ChildAnswer> = run
+            .result()
+            .and_then(|value| serde_json::from_value(value).ok());
+        let Some(answer) = answer else {
+            return Err(refused(vector.id(), level, &run));
+        };
+        let got_out = frames.front > 0;
+        let documented_out = AnyVector::Override(vector).documented_out(level);
+        Ok(LevelCase {
+            vector: vector.id(),
+            kind: "override",
+            level,
+            exec: true,
+            run_as: answer.run_as,
+            answer: answer.answer,
+            frames,
+            blocked: run.blocked(),
+            got_out,
+            documented_out,
+            as_documented: got_out == documented_out,
+            ifpin_exit: run.exit(),
+            steps: None,
+            front_frames,
+        })
+    }
+
+    /// One escape vector at one level, under `ifpin exec`.
+    fn level_escape(
+        &self,
+        escape: Escape,
+        level: Level,
+        eth1: LinkIndex,
+        outside: &Outside,
+        child: &ChildCommand,
+    ) -> Result<LevelCase, LevelError> {
+        let info = escape.info();
+        let args = levels::escape_args(escape, eth1, Some(outside)).to_argv();
+        let mut stimulus = Ok(());
+        let mut on_line = |line: &str| {
+            if line == "ready" && info.needs == Needs::ErrorQueue {
+                let icmp =
+                    levels::port_unreachable(levels::errqueue_port(), levels::ERRQUEUE_PAYLOAD);
+                stimulus = levels::send_from_front(self.chassis.front(), &icmp);
+            }
+        };
+        let run = levels::exec_vector(
+            self.chassis.host(),
+            child,
+            &levels::VectorRun {
+                vector: escape.id(),
+                args: &args,
+                level,
+                allow_loopback: info.allow_loopback,
+            },
+            &mut on_line,
+            &mut || {},
+        )?;
+        stimulus?;
+        let killed = run.status.signal().is_some();
+        if killed {
+            // The vector killed its supervisor: remove what it left once the program is gone.
+            levels::cleanup(child)?;
         }
-        child.quit()
+        let joins = info.needs == Needs::Multicast;
+        let (frames, front_frames) = self.count_run(|f| joins && levels::is_join_report(f));
+        let steps: Option<EscapeReport> = run
+            .result()
+            .and_then(|value| serde_json::from_value(value).ok());
+        if steps.is_none() && run.report.is_none() && !killed {
+            return Err(refused(escape.id(), level, &run));
+        }
+        let answer = match (&steps, run.program_signal()) {
+            (_, Some(signal)) => format!("the program was {signal}"),
+            (Some(steps), None) => steps.answer(),
+            (None, None) => format!("no answer ({})", run.stderr.trim()),
+        };
+        let got_out = frames.front > 0 || steps.as_ref().is_some_and(|s| (info.got_out)(s));
+        let documented_out = AnyVector::Escape(escape).documented_out(level);
+        Ok(LevelCase {
+            vector: escape.id(),
+            kind: "escape",
+            level,
+            exec: true,
+            run_as: run_as_root(level),
+            answer,
+            frames,
+            blocked: run.blocked(),
+            got_out,
+            documented_out,
+            as_documented: got_out == documented_out,
+            ifpin_exit: run.exit(),
+            steps,
+            front_frames,
+        })
+    }
+
+    /// Settles both links and returns the frames of a run: the frames counted on each link
+    /// (plus, on the front link, those of the noise `extra` picks out: membership reports), the
+    /// front's decoded; then clears both counters.
+    fn count_run(&self, extra: impl Fn(&Frame) -> bool) -> (LinkFrames, Vec<String>) {
+        self.settle();
+        let extra: Vec<Frame> = self
+            .front
+            .all_frames()
+            .into_iter()
+            .filter(|f| f.is_noise() && extra(f))
+            .collect();
+        let frames = LinkFrames {
+            ctl0: self.backplane.total(),
+            front: self.front.total() + extra.len(),
+        };
+        let front_frames = self
+            .front
+            .frames()
+            .iter()
+            .chain(&extra)
+            .take(FRAMES_SHOWN)
+            .map(ToString::to_string)
+            .collect();
+        self.backplane.clear();
+        self.front.clear();
+        (frames, front_frames)
     }
 
     /// Runs one case and judges it.
@@ -565,15 +679,16 @@ impl DemoLab {
             }
         });
         report.documented = Some(info.documented);
-        report.kernel_facts = Some(info.kernel_facts);
+        report.documented_in = Some(info.documented_in);
         report.attempt = Some(attempt);
         Ok(())
     }
 }
 
 impl DemoLab {
-    /// `kernel-facts.md`: "interface deleted, then a different device created with the old
-    /// ifindex: old sockets now send out the new device". A UDP socket pinned to ctl0 sends once
+    /// The lifecycle of a binding (`docs/kernel.md`): a socket is bound to an index, so once the
+    /// interface is gone and another device takes its index, the socket sends through that
+    /// device. A UDP socket pinned to ctl0 sends once
     /// (out of ctl0), ctl0 is deleted, a new veth whose far end is in the front namespace is
     /// created with ctl0's old index, and the same socket sends again. The frames on that new
     /// link (counted at its front end) are reported in the front column, with those on eth1
@@ -637,7 +752,7 @@ impl DemoLab {
             Verdict::NoLeak
         };
         report.documented = Some(Documented::Leaks);
-        report.kernel_facts = Some(vectors::LEAKS_TABLE);
+        report.documented_in = Some(super::LIFECYCLE_DOC);
         report.as_documented = Some(leaked);
         Ok(())
     }
@@ -656,11 +771,43 @@ pub(super) fn chassis_target(eth1: LinkIndex) -> Target {
     }
 }
 
-/// Closes a confinement once its cgroup has emptied (the child was reaped just before; the
-/// kernel may take a moment to notice).
-fn close_when_empty(confined: Box<dyn Confined>) -> Result<(), PinningError> {
-    std::thread::sleep(Duration::from_millis(20));
-    confined.close()
+/// The pinned column of an override vector: its kernel finding (a socket pinned by the
+/// library, no confinement).
+fn pinned_finding(vector: Vector, finding: &CaseReport) -> LevelCase {
+    let got_out = finding.verdict == Verdict::Leaked;
+    let documented_out = AnyVector::Override(vector).documented_out(Level::Pinned);
+    LevelCase {
+        vector: vector.id(),
+        kind: "override",
+        level: Level::Pinned,
+        exec: false,
+        run_as: vector.info().privilege.to_string(),
+        answer: finding.outcome.clone(),
+        frames: finding.frames,
+        blocked: Default::default(),
+        got_out,
+        documented_out,
+        as_documented: got_out == documented_out,
+        ifpin_exit: "not run: the kernel finding above".to_owned(),
+        steps: None,
+        front_frames: finding.front_frames.clone(),
+    }
+}
+
+/// What an escape vector runs as: root, with every capability it keeps at `level`.
+fn run_as_root(level: Level) -> String {
+    match level {
+        Level::Sealed => "root, no capabilities".to_owned(),
+        _ => "root".to_owned(),
+    }
+}
+
+fn refused(vector: &'static str, level: Level, run: &levels::ExecRun) -> LevelError {
+    LevelError::Refused {
+        vector,
+        level,
+        stderr: format!("{}: {}", run.exit(), run.stderr.trim()),
+    }
 }
 
 fn setup(report: &CaseReport, what: String) -> CaseError {
@@ -796,8 +943,8 @@ fn udp_round_trip(socket: &UdpSocket, peer: SocketAddr) -> Result<String, String
 }
 
 /// Pins with a bare `SO_BINDTOIFINDEX`, read back, and nothing else: no link-local scope
-/// handling, no check after `bind()`. For netlab's own tests, which must not depend on the
-/// `ifpin` library; `ifpin demo` uses the library instead.
+/// handling, no check after `bind()`. For the fixture tests that measure the kernel alone;
+/// `ifpin demo` uses the library ([`super::LibraryPinning`]) instead.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BarePinning;
 

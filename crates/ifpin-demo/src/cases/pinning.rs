@@ -1,12 +1,12 @@
-//! The demo's [`Pinning`]: every pinned socket of the demo is made by the `ifpin` library, so the
+//! [`LibraryPinning`]: every pinned socket of the demo is made by the `ifpin` library, so the
 //! demo shows what the library does, not what a bare socket option does.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
+use super::{Pinning, PinningError, read_answer};
 use ifpin::{Interface, PinnedTcpListener, PinnedTcpStream, PinnedUdpSocket};
-use netlab::cases::{Pinning, PinningError, read_answer};
 
 /// Pins with `ifpin::pin` and the library's pinned socket types.
 #[derive(Debug, Default, Clone, Copy)]
