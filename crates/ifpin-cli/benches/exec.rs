@@ -168,7 +168,7 @@ fn spread(xs: &[f64]) -> String {
 }
 
 fn orchestrate(plan: Plan) {
-    if !netlab::require_privileged("exec benchmarks") {
+    if !netlab::require_privileged() {
         return;
     }
     let ifpin = env!("CARGO_BIN_EXE_ifpin");

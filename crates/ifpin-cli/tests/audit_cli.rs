@@ -206,7 +206,7 @@ fn no_owners_skips_the_process_lookup() {
 #[test]
 fn without_root_owners_may_be_missing_and_it_says_so() {
     use std::os::unix::process::CommandExt;
-    if !netlab::require_privileged("without_root_owners_may_be_missing_and_it_says_so") {
+    if !netlab::require_privileged() {
         return;
     }
     // Held by this (root) process: an unprivileged audit sees the socket, not its owner.

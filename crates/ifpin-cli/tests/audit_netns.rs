@@ -46,7 +46,7 @@ fn violations(report: &Value) -> Vec<(String, String, String)> {
 
 #[test]
 fn exit_0_for_a_pinned_card_then_1_with_exactly_its_violations() {
-    if !netlab::require_privileged("exit_0_for_a_pinned_card_then_1_with_exactly_its_violations") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -162,7 +162,7 @@ fn exit_0_for_a_pinned_card_then_1_with_exactly_its_violations() {
 
 #[test]
 fn all_netns_labels_sockets_of_a_namespace_created_here() {
-    if !netlab::require_privileged("all_netns_labels_sockets_of_a_namespace_created_here") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -229,7 +229,7 @@ fn all_netns_labels_sockets_of_a_namespace_created_here() {
 
 #[test]
 fn interface_filter_keeps_sockets_pinned_there_by_name_or_index() {
-    if !netlab::require_privileged("interface_filter_keeps_sockets_pinned_there_by_name_or_index") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -271,7 +271,7 @@ fn interface_filter_keeps_sockets_pinned_there_by_name_or_index() {
 fn without_root_unseen_namespaces_are_counted_and_named() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    if !netlab::require_privileged("without_root_unseen_namespaces_are_counted_and_named") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();

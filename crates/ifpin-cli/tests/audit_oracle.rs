@@ -148,7 +148,7 @@ impl Drop for Child {
 
 #[test]
 fn audit_json_agrees_with_ss() {
-    if !netlab::require_privileged("audit_json_agrees_with_ss") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();

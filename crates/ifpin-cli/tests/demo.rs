@@ -59,7 +59,7 @@ fn run_demo(args: &[&str]) -> (Output, u32) {
 
 #[test]
 fn demo_exits_0_prints_every_section_and_leaves_nothing_behind() {
-    if !netlab::require_privileged("demo_exits_0_prints_every_section_and_leaves_nothing_behind") {
+    if !netlab::require_privileged() {
         return;
     }
     let (out, pid) = run_demo(&[]);
@@ -91,7 +91,7 @@ fn demo_exits_0_prints_every_section_and_leaves_nothing_behind() {
 
 #[test]
 fn demo_json_has_every_case_with_frame_counts_and_verdicts() {
-    if !netlab::require_privileged("demo_json_has_every_case_with_frame_counts_and_verdicts") {
+    if !netlab::require_privileged() {
         return;
     }
     let (out, pid) = run_demo(&["--json"]);
@@ -292,7 +292,7 @@ fn demo_without_root_says_so_and_exits_2() {
 
 #[test]
 fn demo_interrupted_with_ctrl_c_removes_its_namespaces() {
-    if !netlab::require_privileged("demo_interrupted_with_ctrl_c_removes_its_namespaces") {
+    if !netlab::require_privileged() {
         return;
     }
     let child = Command::new(IFPIN)
@@ -324,9 +324,7 @@ fn demo_interrupted_with_ctrl_c_removes_its_namespaces() {
 
 #[test]
 fn demo_interrupted_during_the_levels_removes_its_cgroup_and_namespaces() {
-    if !netlab::require_privileged(
-        "demo_interrupted_during_the_levels_removes_its_cgroup_and_namespaces",
-    ) {
+    if !netlab::require_privileged() {
         return;
     }
     let mut child = Command::new(IFPIN)

@@ -51,7 +51,7 @@ fn inner_argv() -> Vec<String> {
 
 #[test]
 fn an_inherited_inet_socket_is_withheld_from_the_program() {
-    if !netlab::require_privileged("an_inherited_inet_socket_is_withheld_from_the_program") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -115,7 +115,7 @@ fn an_inherited_inet_socket_is_withheld_from_the_program() {
 
 #[test]
 fn an_inet_socket_as_stdin_is_refused() {
-    if !netlab::require_privileged("an_inet_socket_as_stdin_is_refused") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -159,7 +159,7 @@ fn an_inet_socket_as_stdin_is_refused() {
 /// whatever its own mount namespace shows: ifpin withholds it.
 #[test]
 fn an_inherited_cgroup_directory_is_withheld() {
-    if !netlab::require_privileged("an_inherited_cgroup_directory_is_withheld") {
+    if !netlab::require_privileged() {
         return;
     }
     let mount = support::cgroup2_mount();

@@ -18,9 +18,7 @@ const PORT: u16 = 7_601;
 
 #[test]
 fn killing_ifpin_leaves_the_program_confined_and_cleanup_removes_the_rest() {
-    if !netlab::require_privileged(
-        "killing_ifpin_leaves_the_program_confined_and_cleanup_removes_the_rest",
-    ) {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();

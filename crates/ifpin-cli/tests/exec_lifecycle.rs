@@ -18,7 +18,7 @@ const PORT: u16 = 7_501;
 
 #[test]
 fn sealed_follows_the_interface_by_name() {
-    if !netlab::require_privileged("sealed_follows_the_interface_by_name") {
+    if !netlab::require_privileged() {
         return;
     }
     follows_the_interface_by_name("sealed");
@@ -26,7 +26,7 @@ fn sealed_follows_the_interface_by_name() {
 
 #[test]
 fn enforced_follows_the_interface_by_name() {
-    if !netlab::require_privileged("enforced_follows_the_interface_by_name") {
+    if !netlab::require_privileged() {
         return;
     }
     follows_the_interface_by_name("enforced");
@@ -97,7 +97,7 @@ fn follows_the_interface_by_name(level: &str) {
 
 #[test]
 fn pinned_does_not_follow_the_name_negative_control() {
-    if !netlab::require_privileged("pinned_does_not_follow_the_name_negative_control") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();

@@ -18,8 +18,7 @@ fn url() -> String {
 
 #[test]
 fn real_programs_reach_the_service_over_the_pinned_interface_only() {
-    if !netlab::require_privileged("real_programs_reach_the_service_over_the_pinned_interface_only")
-    {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");
@@ -131,7 +130,7 @@ fn wait_with_cpu(mut child: std::process::Child) -> (std::process::Output, std::
 
 #[test]
 fn a_double_forking_daemon_stays_confined_and_is_waited_for() {
-    if !netlab::require_privileged("a_double_forking_daemon_stays_confined_and_is_waited_for") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");
@@ -208,7 +207,7 @@ fn a_double_forking_daemon_stays_confined_and_is_waited_for() {
 
 #[test]
 fn loopback_is_closed_unless_allowed() {
-    if !netlab::require_privileged("loopback_is_closed_unless_allowed") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");

@@ -175,7 +175,7 @@ fn chassis_with_front() -> (Chassis, netlab::Served, netlab::Served, FrameCounte
 // 1. clone3(CLONE_INTO_CGROUP) with the hierarchy's root.
 #[test]
 fn clone3_into_the_root_cgroup() {
-    if !netlab::require_privileged("clone3_into_the_root_cgroup") {
+    if !netlab::require_privileged() {
         return;
     }
     let (chassis, _tcp, _udp, front) = chassis_with_front();
@@ -207,8 +207,8 @@ fn clone3_into_the_root_cgroup() {
 
 /// Runs `write-same` (or `open-write`) on each path at sealed and at enforced: at sealed
 /// every open for writing is `EROFS`, at enforced it works, and the value is unchanged.
-fn read_only_knobs(test: &str, write_same: &[String], open_only: &[&str]) {
-    if !netlab::require_privileged(test) {
+fn read_only_knobs(write_same: &[String], open_only: &[&str]) {
+    if !netlab::require_privileged() {
         return;
     }
     let (chassis, _tcp, _udp, front) = chassis_with_front();
@@ -261,7 +261,6 @@ fn read_only_knobs(test: &str, write_same: &[String], open_only: &[&str]) {
 #[test]
 fn kernel_knobs_are_read_only() {
     read_only_knobs(
-        "kernel_knobs_are_read_only",
         &["/proc/sys/kernel/core_pattern".to_owned()],
         &["/proc/sysrq-trigger", "/sys/kernel/uevent_helper"],
     );
@@ -271,7 +270,6 @@ fn kernel_knobs_are_read_only() {
 #[test]
 fn network_sysctls_are_read_only() {
     read_only_knobs(
-        "network_sysctls_are_read_only",
         &[format!(
             "/proc/sys/net/ipv6/conf/{}/disable_ipv6",
             Chassis::ETH1
@@ -283,7 +281,7 @@ fn network_sysctls_are_read_only() {
 // 3. setfsuid/setfsgid + /proc/PID/root of a process outside.
 #[test]
 fn setfsuid_and_proc_pid_root() {
-    if !netlab::require_privileged("setfsuid_and_proc_pid_root") {
+    if !netlab::require_privileged() {
         return;
     }
     let (chassis, _tcp, _udp, front) = chassis_with_front();
@@ -338,7 +336,7 @@ time.sleep(30)";
 // 4. pidfd_getfd (and ptrace, process_vm_readv) on a process outside holding a socket.
 #[test]
 fn borrowing_a_socket_from_outside() {
-    if !netlab::require_privileged("borrowing_a_socket_from_outside") {
+    if !netlab::require_privileged() {
         return;
     }
     let (chassis, _tcp, udp, front) = chassis_with_front();
@@ -438,7 +436,7 @@ const ADDRESS_JOINS: [&str; 2] = ["IP_ADD_MEMBERSHIP(ip_mreq)", "IP_ADD_SOURCE_M
 // 5. Multicast joins naming eth1: the host's IGMP/MLD reports leave through it.
 #[test]
 fn multicast_joins_on_another_interface() {
-    if !netlab::require_privileged("multicast_joins_on_another_interface") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");
@@ -588,7 +586,7 @@ fn errqueue_run(chassis: &Chassis, level: &str, payload: &[u8]) -> (Run, Value) 
 // 6. The error queue of an unpinned socket (--allow-loopback) reads what the front sent.
 #[test]
 fn error_queue_of_an_unpinned_socket() {
-    if !netlab::require_privileged("error_queue_of_an_unpinned_socket") {
+    if !netlab::require_privileged() {
         return;
     }
     let (chassis, _tcp, _udp, front) = chassis_with_front();
@@ -644,7 +642,7 @@ fn kill_parent(
 // 7. Killing the supervisor.
 #[test]
 fn killing_the_supervisor() {
-    if !netlab::require_privileged("killing_the_supervisor") {
+    if !netlab::require_privileged() {
         return;
     }
     use std::os::unix::process::ExitStatusExt;
@@ -712,7 +710,7 @@ fn elf32_exit42() -> Vec<u8> {
 // 8. 32-bit system calls: int 0x80 from a 64-bit program, and a 32-bit program.
 #[test]
 fn thirty_two_bit_system_calls() {
-    if !netlab::require_privileged("thirty_two_bit_system_calls") {
+    if !netlab::require_privileged() {
         return;
     }
     let (chassis, _tcp, _udp, front) = chassis_with_front();
@@ -782,7 +780,7 @@ fn thirty_two_bit_system_calls() {
 // 9. A nested cgroup made in a new user + cgroup namespace.
 #[test]
 fn nested_cgroup_in_a_user_namespace() {
-    if !netlab::require_privileged("nested_cgroup_in_a_user_namespace") {
+    if !netlab::require_privileged() {
         return;
     }
     let _stale = stale_cgroups_lock();
@@ -851,7 +849,7 @@ fn nested_cgroup_in_a_user_namespace() {
 // inside cannot; the dangerous ones are refused.
 #[test]
 fn keep_cap_net_bind_service() {
-    if !netlab::require_privileged("keep_cap_net_bind_service") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");
@@ -872,7 +870,7 @@ fn keep_cap_net_bind_service() {
 
 #[test]
 fn keep_cap_refuses_dangerous_capabilities() {
-    if !netlab::require_privileged("keep_cap_refuses_dangerous_capabilities") {
+    if !netlab::require_privileged() {
         return;
     }
     let ns = Netns::new("keepcap").unwrap();
@@ -918,7 +916,7 @@ fn keep_cap_refuses_dangerous_capabilities() {
 
 #[test]
 fn io_uring_and_bpf_are_refused() {
-    if !netlab::require_privileged("io_uring_and_bpf_are_refused") {
+    if !netlab::require_privileged() {
         return;
     }
     let ns = Netns::new("uring").unwrap();
@@ -948,7 +946,7 @@ fn io_uring_and_bpf_are_refused() {
 /// capability survives the switch (ambient set); an unknown account is exit 2, nothing run.
 #[test]
 fn another_account_and_its_kept_capability() {
-    if !netlab::require_privileged("another_account_and_its_kept_capability") {
+    if !netlab::require_privileged() {
         return;
     }
     let ns = Netns::new("account").unwrap();
@@ -1004,7 +1002,7 @@ fn another_account_and_its_kept_capability() {
 /// own, and the "shell outside" is the `read` after ifpin.
 #[test]
 fn typing_into_the_shell_outside() {
-    if !netlab::require_privileged("typing_into_the_shell_outside") {
+    if !netlab::require_privileged() {
         return;
     }
     let program = "import fcntl, termios\n\

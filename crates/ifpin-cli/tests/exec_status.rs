@@ -22,7 +22,7 @@ fn status_code(run: &support::Run) -> i32 {
 
 #[test]
 fn exit_status_passes_through() {
-    if !netlab::require_privileged("exit_status_passes_through") {
+    if !netlab::require_privileged() {
         return;
     }
     let ns = Netns::new("exec-status").expect("netns");
@@ -84,7 +84,7 @@ fn kill(pid: u32, signal: i32) {
 
 #[test]
 fn signals_are_forwarded_to_the_program() {
-    if !netlab::require_privileged("signals_are_forwarded_to_the_program") {
+    if !netlab::require_privileged() {
         return;
     }
     let ns = Netns::new("exec-signals").expect("netns");
@@ -149,7 +149,7 @@ fn signals_are_forwarded_to_the_program() {
 
 #[test]
 fn a_failing_program_with_loopback_closed_gets_a_hint() {
-    if !netlab::require_privileged("a_failing_program_with_loopback_closed_gets_a_hint") {
+    if !netlab::require_privileged() {
         return;
     }
     let ns = Netns::new("exec-hint").expect("netns");
@@ -191,7 +191,7 @@ fn a_failing_program_with_loopback_closed_gets_a_hint() {
 
 #[test]
 fn a_signal_that_kills_the_program_gives_128_plus_n() {
-    if !netlab::require_privileged("a_signal_that_kills_the_program_gives_128_plus_n") {
+    if !netlab::require_privileged() {
         return;
     }
     let ns = Netns::new("exec-sigint").expect("netns");
@@ -207,7 +207,7 @@ fn a_signal_that_kills_the_program_gives_128_plus_n() {
 
 #[test]
 fn errors_exit_2_and_leave_nothing_behind() {
-    if !netlab::require_privileged("errors_exit_2_and_leave_nothing_behind") {
+    if !netlab::require_privileged() {
         return;
     }
     let ns = Netns::new("exec-errors").expect("netns");
@@ -266,7 +266,7 @@ fn errors_exit_2_and_leave_nothing_behind() {
 
 #[test]
 fn missing_capabilities_are_named() {
-    if !netlab::require_privileged("missing_capabilities_are_named") {
+    if !netlab::require_privileged() {
         return;
     }
     if !std::path::Path::new("/usr/bin/setpriv").exists() {
@@ -290,7 +290,7 @@ fn missing_capabilities_are_named() {
 
 #[test]
 fn cleanup_runs() {
-    if !netlab::require_privileged("cleanup_runs") {
+    if !netlab::require_privileged() {
         return;
     }
     let out = std::process::Command::new(ifpin())
@@ -309,7 +309,7 @@ fn cleanup_runs() {
 
 #[test]
 fn the_interface_can_come_from_a_policy_plane() {
-    if !netlab::require_privileged("the_interface_can_come_from_a_policy_plane") {
+    if !netlab::require_privileged() {
         return;
     }
     let ns = Netns::new("exec-policy").expect("netns");

@@ -357,8 +357,7 @@ fn check_setpriv(rig: &Rig, level: &str, failures: &mut Vec<String>) {
 
 #[test]
 fn negative_control_systemd_runs_code_outside_the_enforced_level() {
-    if !netlab::require_privileged("negative_control_systemd_runs_code_outside_the_enforced_level")
-    {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");
@@ -418,7 +417,7 @@ fn negative_control_systemd_runs_code_outside_the_enforced_level() {
 
 #[test]
 fn sealed_programs_cannot_have_systemd_run_code_for_them() {
-    if !netlab::require_privileged("sealed_programs_cannot_have_systemd_run_code_for_them") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");
@@ -435,7 +434,7 @@ fn sealed_programs_cannot_have_systemd_run_code_for_them() {
 /// paths are all a program needs to lose, and the sealed test's checks can pass.
 #[test]
 fn masking_systemds_sockets_is_enough() {
-    if !netlab::require_privileged("masking_systemds_sockets_is_enough") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");

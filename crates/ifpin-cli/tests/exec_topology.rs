@@ -98,7 +98,7 @@ fn build() -> Lab {
 
 #[test]
 fn a_new_topology_pinned_by_index() {
-    if !netlab::require_privileged("a_new_topology_pinned_by_index") {
+    if !netlab::require_privileged() {
         return;
     }
     let lab = build();

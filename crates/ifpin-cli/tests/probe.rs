@@ -16,8 +16,8 @@ struct Lab {
     chassis: Chassis,
 }
 
-fn lab(test: &str) -> Option<Lab> {
-    if !netlab::require_privileged(test) {
+fn lab() -> Option<Lab> {
+    if !netlab::require_privileged() {
         return None;
     }
     let chassis = Chassis::new().expect("chassis");
@@ -69,7 +69,7 @@ fn json(out: &Output) -> Value {
 
 #[test]
 fn probe_reaches_the_backplane_through_ctl0_only() {
-    let Some(lab) = lab("probe_reaches_the_backplane_through_ctl0_only") else {
+    let Some(lab) = lab() else {
         return;
     };
     let ctl0_index = lab.chassis.ctl0_index().unwrap();
@@ -136,7 +136,7 @@ fn probe_reaches_the_backplane_through_ctl0_only() {
 
 #[test]
 fn probe_reports_what_went_wrong_with_exit_1() {
-    let Some(lab) = lab("probe_reports_what_went_wrong_with_exit_1") else {
+    let Some(lab) = lab() else {
         return;
     };
     // Nothing listens on 7999: refused (TCP reset / UDP port unreachable).
@@ -173,7 +173,7 @@ fn probe_reports_what_went_wrong_with_exit_1() {
 
 #[test]
 fn probe_refuses_bad_input_with_exit_2() {
-    let Some(lab) = lab("probe_refuses_bad_input_with_exit_2") else {
+    let Some(lab) = lab() else {
         return;
     };
     let eth1 = lab.chassis.eth1_index().unwrap().to_string();

@@ -24,7 +24,7 @@ fn json(out: &Output) -> Value {
 
 #[test]
 fn probe_works_on_another_topology() {
-    if !netlab::require_privileged("probe_works_on_another_topology") {
+    if !netlab::require_privileged() {
         return;
     }
     // node --svc7--> svcpeer (fd42::/64 and link-local fe80::42)

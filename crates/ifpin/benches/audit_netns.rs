@@ -9,6 +9,8 @@ use std::hint::black_box;
 use std::process::{Child, Command, Stdio};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+mod stats;
 use ifpin::audit::{AuditOptions, netns, snapshot};
 
 const PROCESSES: usize = 1_000;
@@ -102,7 +104,7 @@ fn discovery(c: &mut Criterion) {
         .collect();
     eprintln!(
         "audit_netns: all-netns audit with thread + socket-held namespace discovery / without: {}",
-        netlab::bench::Ratios::new(ratios).summary()
+        stats::Ratios::new(ratios).summary()
     );
     drop(crowd);
 }

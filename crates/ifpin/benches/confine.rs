@@ -57,7 +57,7 @@ fn inside(mode: Option<(Level, bool)>, f: impl FnOnce()) {
 }
 
 fn benches(c: &mut Criterion) {
-    if !netlab::require_privileged("confine benchmarks") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -117,7 +117,7 @@ fn filter_per_packet(c: &mut Criterion) {
     use ifpin::bpf::{AttachType, ProgType};
     use std::time::Duration;
 
-    if !netlab::require_privileged("confine filter benchmarks") {
+    if !netlab::require_privileged() {
         return;
     }
     let config = Map::array("bench_config", Config::SIZE, 1).unwrap();

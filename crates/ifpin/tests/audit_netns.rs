@@ -130,7 +130,7 @@ fn build_card(chassis: &Chassis) -> Held {
 
 #[test]
 fn a_card_gets_exactly_its_violations() {
-    if !netlab::require_privileged("a_card_gets_exactly_its_violations") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -187,7 +187,7 @@ fn a_card_gets_exactly_its_violations() {
 
 #[test]
 fn all_netns_finds_a_namespace_it_was_not_told_about() {
-    if !netlab::require_privileged("all_netns_finds_a_namespace_it_was_not_told_about") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -249,7 +249,7 @@ fn sockets_of_a_confined_program_show_its_run_and_level() {
     use ifpin::Level;
     use ifpin::confine::{ConfineOptions, Confinement};
 
-    if !netlab::require_privileged("sockets_of_a_confined_program_show_its_run_and_level") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -388,7 +388,7 @@ fn audit_all_with(netns_from_threads: bool, netns_from_sockets: bool) -> ifpin::
 #[test]
 fn all_netns_finds_a_namespace_held_only_by_a_socket() {
     use ifpin::audit::netns::Found;
-    if !netlab::require_privileged("all_netns_finds_a_namespace_held_only_by_a_socket") {
+    if !netlab::require_privileged() {
         return;
     }
     let (listener, inode) = listener_in_a_namespace_only_a_socket_holds();
@@ -439,7 +439,7 @@ fn all_netns_finds_a_namespace_held_only_by_a_socket() {
 fn all_netns_finds_a_namespace_only_one_thread_is_in() {
     use ifpin::audit::netns::Found;
     use std::os::unix::fs::MetadataExt;
-    if !netlab::require_privileged("all_netns_finds_a_namespace_only_one_thread_is_in") {
+    if !netlab::require_privileged() {
         return;
     }
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -249,7 +249,7 @@ fn control_v4() -> IpAddr {
 
 #[test]
 fn pinned_level_binds_every_new_socket_to_the_interface() {
-    if !netlab::require_privileged("pinned_level_binds_every_new_socket_to_the_interface") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -283,7 +283,7 @@ fn pinned_level_binds_every_new_socket_to_the_interface() {
 
 #[test]
 fn enforced_level_drops_an_ip_pktinfo_leak_and_counts_it() {
-    if !netlab::require_privileged("enforced_level_drops_an_ip_pktinfo_leak_and_counts_it") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -313,7 +313,7 @@ fn enforced_level_drops_an_ip_pktinfo_leak_and_counts_it() {
 
 #[test]
 fn sealed_level_refuses_unpinning_even_for_root() {
-    if !netlab::require_privileged("sealed_level_refuses_unpinning_even_for_root") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -342,7 +342,7 @@ fn sealed_level_refuses_unpinning_even_for_root() {
 
 #[test]
 fn loopback_mode_keeps_loopback_and_pins_everything_else() {
-    if !netlab::require_privileged("loopback_mode_keeps_loopback_and_pins_everything_else") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -395,7 +395,7 @@ fn loopback_mode_keeps_loopback_and_pins_everything_else() {
 
 #[test]
 fn enforced_level_drops_ingress_from_other_interfaces() {
-    if !netlab::require_privileged("enforced_level_drops_ingress_from_other_interfaces") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -448,7 +448,7 @@ fn enforced_level_drops_ingress_from_other_interfaces() {
 
 #[test]
 fn a_closed_confinement_lets_nothing_out_and_reopens() {
-    if !netlab::require_privileged("a_closed_confinement_lets_nothing_out_and_reopens") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -489,7 +489,7 @@ fn a_closed_confinement_lets_nothing_out_and_reopens() {
 
 #[test]
 fn enforced_and_sealed_stop_the_override_vectors() {
-    if !netlab::require_privileged("enforced_and_sealed_stop_the_override_vectors") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -555,9 +555,7 @@ fn enforced_and_sealed_stop_the_override_vectors() {
 
 #[test]
 fn loopback_mode_at_pinned_refuses_the_datagram_routed_before_its_pin() {
-    if !netlab::require_privileged(
-        "loopback_mode_at_pinned_refuses_the_datagram_routed_before_its_pin",
-    ) {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -579,7 +577,7 @@ fn loopback_mode_at_pinned_refuses_the_datagram_routed_before_its_pin() {
 
 #[test]
 fn an_interface_gone_since_resolution_is_refused() {
-    if !netlab::require_privileged("an_interface_gone_since_resolution_is_refused") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -613,7 +611,7 @@ fn an_interface_gone_since_resolution_is_refused() {
 /// pass such sockets in.
 #[test]
 fn sockets_created_outside_are_not_confined() {
-    if !netlab::require_privileged("sockets_created_outside_are_not_confined") {
+    if !netlab::require_privileged() {
         return;
     }
     use std::os::fd::AsRawFd;
@@ -664,9 +662,7 @@ fn sockets_created_outside_are_not_confined() {
 
 #[test]
 fn loopback_mode_drops_loopback_destinations_on_the_pinned_interface() {
-    if !netlab::require_privileged(
-        "loopback_mode_drops_loopback_destinations_on_the_pinned_interface",
-    ) {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -700,7 +696,7 @@ fn loopback_mode_drops_loopback_destinations_on_the_pinned_interface() {
 
 #[test]
 fn the_allowed_interface_changes_without_reloading() {
-    if !netlab::require_privileged("the_allowed_interface_changes_without_reloading") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();

@@ -9,13 +9,13 @@ use ifpin::bpf::{AttachType, ProgType};
 use ifpin::confine::{ConfineOptions, Confinement};
 use ifpin::{Interface, Level};
 
-fn privileged(test: &str) -> bool {
-    netlab::require_privileged(test)
+fn privileged() -> bool {
+    netlab::require_privileged()
 }
 
 #[test]
 fn every_level_loads_attaches_and_leaves_nothing_behind() {
-    if !privileged("every_level_loads_attaches_and_leaves_nothing_behind") {
+    if !privileged() {
         return;
     }
     let lo = Interface::loopback().unwrap();
@@ -63,7 +63,7 @@ fn every_level_loads_attaches_and_leaves_nothing_behind() {
 
 #[test]
 fn a_dropped_empty_confinement_is_removed() {
-    if !privileged("a_dropped_empty_confinement_is_removed") {
+    if !privileged() {
         return;
     }
     let confinement = Confinement::create(ConfineOptions {
@@ -79,7 +79,7 @@ fn a_dropped_empty_confinement_is_removed() {
 
 #[test]
 fn verifier_rejections_carry_the_log() {
-    if !privileged("verifier_rejections_carry_the_log") {
+    if !privileged() {
         return;
     }
     // Reads r2 before anything wrote it: the verifier must refuse.
@@ -144,7 +144,7 @@ impl Drop for Sleeper {
 
 #[test]
 fn stale_confinements_are_left_while_populated_and_removed_once_empty() {
-    if !privileged("stale_confinements_are_left_while_populated_and_removed_once_empty") {
+    if !privileged() {
         return;
     }
     let mut sleeper = Sleeper(
@@ -204,7 +204,7 @@ fn stale_confinements_are_left_while_populated_and_removed_once_empty() {
 
 #[test]
 fn missing_capabilities_are_named() {
-    if !privileged("missing_capabilities_are_named") {
+    if !privileged() {
         return;
     }
     // Capabilities are per thread: drop them on a throwaway thread only.

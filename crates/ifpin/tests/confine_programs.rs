@@ -93,13 +93,13 @@ impl Filter {
     }
 }
 
-fn privileged(test: &str) -> bool {
-    netlab::require_privileged(test)
+fn privileged() -> bool {
+    netlab::require_privileged()
 }
 
 #[test]
 fn egress_filter_passes_only_the_allowed_interface_and_counts_drops() {
-    if !privileged("egress_filter_passes_only_the_allowed_interface_and_counts_drops") {
+    if !privileged() {
         return;
     }
     let filter = Filter::new(Direction::Egress, None);
@@ -127,7 +127,7 @@ fn egress_filter_passes_only_the_allowed_interface_and_counts_drops() {
 
 #[test]
 fn ingress_filter_counts_separately() {
-    if !privileged("ingress_filter_counts_separately") {
+    if !privileged() {
         return;
     }
     let filter = Filter::new(Direction::Ingress, None);
@@ -141,7 +141,7 @@ fn ingress_filter_counts_separately() {
 
 #[test]
 fn loopback_mode_drops_loopback_destinations_on_the_allowed_interface() {
-    if !privileged("loopback_mode_drops_loopback_destinations_on_the_allowed_interface") {
+    if !privileged() {
         return;
     }
     let filter = Filter::new(Direction::Egress, Some(NO_SUCH_LOOPBACK));

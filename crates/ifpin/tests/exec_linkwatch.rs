@@ -31,7 +31,7 @@ fn new_named(name: &str) -> impl Fn(&[LinkNotice]) -> bool + '_ {
 
 #[test]
 fn the_tracker_follows_the_name_through_real_notices() {
-    if !netlab::require_privileged("the_tracker_follows_the_name_through_real_notices") {
+    if !netlab::require_privileged() {
         return;
     }
     let host = Netns::new("lw-host").unwrap();

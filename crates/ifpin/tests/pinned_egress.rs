@@ -40,8 +40,9 @@ fn pinned_udp_answer(s: &Setup, local: SocketAddr, dst: SocketAddr) -> String {
     })
 }
 
-fn tcp_case(test: &str, control: fn(&Chassis) -> IpAddr, local: IpAddr) {
-    let Some(s) = setup(test, Proto::Tcp, PORT) else {
+fn tcp_case(control: fn(&Chassis) -> IpAddr, local: IpAddr) {
+    let test = &netlab::test_name();
+    let Some(s) = setup(Proto::Tcp, PORT) else {
         return;
     };
     let dst = SocketAddr::new(control(&s.chassis), PORT);
@@ -57,8 +58,9 @@ fn tcp_case(test: &str, control: fn(&Chassis) -> IpAddr, local: IpAddr) {
     assert_eq!(s.served.hits(Peer::Front), 1);
 }
 
-fn udp_case(test: &str, control: fn(&Chassis) -> IpAddr, local: IpAddr) {
-    let Some(s) = setup(test, Proto::Udp, PORT) else {
+fn udp_case(control: fn(&Chassis) -> IpAddr, local: IpAddr) {
+    let test = &netlab::test_name();
+    let Some(s) = setup(Proto::Udp, PORT) else {
         return;
     };
     let dst = SocketAddr::new(control(&s.chassis), PORT);
@@ -87,38 +89,22 @@ fn udp_case(test: &str, control: fn(&Chassis) -> IpAddr, local: IpAddr) {
 
 #[test]
 fn pinned_tcp_v4_stays_on_ctl0() {
-    tcp_case(
-        "pinned_tcp_v4_stays_on_ctl0",
-        Chassis::control_v4,
-        Chassis::HOST_CTL0_V4.into(),
-    );
+    tcp_case(Chassis::control_v4, Chassis::HOST_CTL0_V4.into());
 }
 
 #[test]
 fn pinned_tcp_v6_stays_on_ctl0() {
-    tcp_case(
-        "pinned_tcp_v6_stays_on_ctl0",
-        Chassis::control_v6,
-        Chassis::HOST_CTL0_V6.into(),
-    );
+    tcp_case(Chassis::control_v6, Chassis::HOST_CTL0_V6.into());
 }
 
 #[test]
 fn pinned_udp_v4_stays_on_ctl0() {
-    udp_case(
-        "pinned_udp_v4_stays_on_ctl0",
-        Chassis::control_v4,
-        Chassis::HOST_CTL0_V4.into(),
-    );
+    udp_case(Chassis::control_v4, Chassis::HOST_CTL0_V4.into());
 }
 
 #[test]
 fn pinned_udp_v6_stays_on_ctl0() {
-    udp_case(
-        "pinned_udp_v6_stays_on_ctl0",
-        Chassis::control_v6,
-        Chassis::HOST_CTL0_V6.into(),
-    );
+    udp_case(Chassis::control_v6, Chassis::HOST_CTL0_V6.into());
 }
 
 /// Link-local: `fe80::2` (the backplane) without a scope gets ctl0; with `%ctl0` too. The
@@ -127,8 +113,8 @@ fn pinned_udp_v6_stays_on_ctl0() {
 /// before sending anything.
 #[test]
 fn pinned_tcp_link_local_stays_on_ctl0() {
-    let test = "pinned_tcp_link_local_stays_on_ctl0";
-    let Some(s) = setup(test, Proto::Tcp, PORT) else {
+    let test = &netlab::test_name();
+    let Some(s) = setup(Proto::Tcp, PORT) else {
         return;
     };
     let ctl0 = s.ctl0();
@@ -161,8 +147,8 @@ fn pinned_tcp_link_local_stays_on_ctl0() {
 
 #[test]
 fn pinned_udp_link_local_stays_on_ctl0() {
-    let test = "pinned_udp_link_local_stays_on_ctl0";
-    let Some(s) = setup(test, Proto::Udp, PORT) else {
+    let test = &netlab::test_name();
+    let Some(s) = setup(Proto::Udp, PORT) else {
         return;
     };
     let ctl0 = s.ctl0();
@@ -207,8 +193,8 @@ fn pinned_udp_link_local_stays_on_ctl0() {
 /// hand is caught by [`ifpin::verify`], which is what the library does after every `bind()`.
 #[test]
 fn link_local_bind_rebind_is_refused_or_detected() {
-    let test = "link_local_bind_rebind_is_refused_or_detected";
-    let Some(s) = setup(test, Proto::Udp, PORT) else {
+    let test = &netlab::test_name();
+    let Some(s) = setup(Proto::Udp, PORT) else {
         return;
     };
     let ctl0 = s.ctl0();

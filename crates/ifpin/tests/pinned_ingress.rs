@@ -49,8 +49,7 @@ fn datagram_from(ns: &Netns, dst: SocketAddr) -> std::io::Result<usize> {
 
 #[test]
 fn pinned_tcp_listener_refuses_the_front_and_accepts_ctl0() {
-    let test = "pinned_tcp_listener_refuses_the_front_and_accepts_ctl0";
-    let Some(s) = setup(test, Proto::Tcp, 7000) else {
+    let Some(s) = setup(Proto::Tcp, 7000) else {
         return;
     };
     let ctl0 = s.ctl0();
@@ -119,8 +118,7 @@ fn pinned_tcp_listener_refuses_the_front_and_accepts_ctl0() {
 
 #[test]
 fn pinned_udp_socket_ignores_the_front_and_hears_ctl0() {
-    let test = "pinned_udp_socket_ignores_the_front_and_hears_ctl0";
-    let Some(s) = setup(test, Proto::Udp, 7000) else {
+    let Some(s) = setup(Proto::Udp, 7000) else {
         return;
     };
     let ctl0 = s.ctl0();

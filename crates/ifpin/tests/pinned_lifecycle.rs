@@ -41,8 +41,8 @@ fn ask(socket: &PinnedUdpSocket, dst: SocketAddr) -> Result<String, PinError> {
 
 #[test]
 fn ctl0_down_is_reported_as_down() {
-    let test = "ctl0_down_is_reported_as_down";
-    let Some(s) = setup(test, Proto::Udp, PORT) else {
+    let test = &netlab::test_name();
+    let Some(s) = setup(Proto::Udp, PORT) else {
         return;
     };
     let ctl0 = s.ctl0();
@@ -92,8 +92,8 @@ fn ctl0_down_is_reported_as_down() {
 
 #[test]
 fn ctl0_deleted_is_reported_as_gone() {
-    let test = "ctl0_deleted_is_reported_as_gone";
-    let Some(s) = setup(test, Proto::Udp, PORT) else {
+    let test = &netlab::test_name();
+    let Some(s) = setup(Proto::Udp, PORT) else {
         return;
     };
     let ctl0 = s.ctl0();
@@ -137,8 +137,8 @@ fn ctl0_deleted_is_reported_as_gone() {
 
 #[test]
 fn ctl0_renamed_is_reported_as_changed() {
-    let test = "ctl0_renamed_is_reported_as_changed";
-    let Some(s) = setup(test, Proto::Udp, PORT) else {
+    let test = &netlab::test_name();
+    let Some(s) = setup(Proto::Udp, PORT) else {
         return;
     };
     let ctl0 = s.ctl0();
@@ -178,8 +178,7 @@ fn ctl0_renamed_is_reported_as_changed() {
 /// traffic through the new device: the finding that the sealed level of `exec` exists for.
 #[test]
 fn index_taken_over_is_detected() {
-    let test = "index_taken_over_is_detected";
-    let Some(s) = setup(test, Proto::Udp, PORT) else {
+    let Some(s) = setup(Proto::Udp, PORT) else {
         return;
     };
     let ctl0 = s.ctl0();

@@ -52,7 +52,7 @@ async fn udp_answer(ctl0: Interface, dst: SocketAddr) -> String {
 }
 
 fn case(test: &str, proto: Proto, dst: fn(&Chassis) -> SocketAddr, local: Option<IpAddr>) {
-    let Some(s) = setup(test, proto, PORT) else {
+    let Some(s) = setup(proto, PORT) else {
         return;
     };
     let ctl0 = s.ctl0();
@@ -131,11 +131,11 @@ fn tokio_udp_v6_stays_on_ctl0() {
 /// code (`ifpin::net::pinned_address`), checked here once more for the Tokio type.
 #[test]
 fn tokio_link_local_stays_on_ctl0() {
-    let test = "tokio_link_local_stays_on_ctl0";
+    let test = &netlab::test_name();
     for proto in [Proto::Tcp, Proto::Udp] {
         case(test, proto, backplane_ll, None);
     }
-    let Some(s) = setup(test, Proto::Udp, PORT) else {
+    let Some(s) = setup(Proto::Udp, PORT) else {
         return;
     };
     let ctl0 = s.ctl0();
@@ -161,8 +161,7 @@ fn tokio_link_local_stays_on_ctl0() {
 /// accepted stream is pinned.
 #[test]
 fn tokio_listener_refuses_the_front() {
-    let test = "tokio_listener_refuses_the_front";
-    let Some(s) = setup(test, Proto::Tcp, PORT) else {
+    let Some(s) = setup(Proto::Tcp, PORT) else {
         return;
     };
     let ctl0 = s.ctl0();

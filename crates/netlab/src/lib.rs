@@ -26,7 +26,7 @@
 //! use netlab::{Chassis, Peer, Proto};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! if !netlab::require_privileged("my_test") {
+//! if !netlab::require_privileged() {
 //!     return Ok(()); // loud skip already printed; panics instead under IFPIN_REQUIRE_PRIVILEGED=1
 //! }
 //! let chassis = Chassis::new()?;                       // host/backplane/front namespaces
@@ -66,7 +66,7 @@
 //! use netlab::{Lab, Responder, Route};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # if !netlab::require_privileged("netlab crate doc: custom topology") { return Ok(()); }
+//! # if !netlab::require_privileged() { return Ok(()); }
 //! let lab = Lab::builder()
 //!     .host("client")
 //!     .host("server")
@@ -104,6 +104,15 @@ pub use ifpin_demo::{
     frame, lab, netns, privilege_problem, responder, settle_all,
 };
 
+/// The name of the test running on this thread (the test harness names each test's thread
+/// after it), without its module path: what messages call the test, so no test types its own
+/// name.
+pub fn test_name() -> String {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("this test");
+    name.rsplit("::").next().unwrap_or(name).to_owned()
+}
+
 /// Environment variable that turns a privilege skip into a test failure (set by CI).
 pub const REQUIRE_PRIVILEGED_ENV: &str = "IFPIN_REQUIRE_PRIVILEGED";
 
@@ -112,8 +121,10 @@ pub const REQUIRE_PRIVILEGED_ENV: &str = "IFPIN_REQUIRE_PRIVILEGED";
 ///
 /// If it cannot, prints `SKIPPED (needs root): <test>` and the reason to stderr and returns
 /// `false` (the caller returns early), or panics when `IFPIN_REQUIRE_PRIVILEGED=1` is set,
-/// so CI cannot pass by skipping.
-pub fn require_privileged(test: &str) -> bool {
+/// so CI cannot pass by skipping. The test is named from the thread the test harness runs it
+/// on, so no test types its own name.
+pub fn require_privileged() -> bool {
+    let test = test_name();
     match privilege_problem() {
         None => true,
         Some(reason) => {

@@ -54,7 +54,7 @@
 //! ```no_run
 //! use netlab::systemd::{Container, Tree};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # if !netlab::require_privileged("netlab::systemd doc") { return Ok(()); }
+//! # if !netlab::require_privileged() { return Ok(()); }
 //! let chassis = netlab::Chassis::new()?;
 //! let tree = Tree::ensure()?;                      // built on first use, then cached
 //! let ifpin = std::path::Path::new("/usr/local/bin/ifpin");

@@ -33,7 +33,7 @@ fn udp_ask(socket: &UdpSocket, dst: SocketAddr) -> std::io::Result<String> {
 
 #[test]
 fn chassis_builds_and_tears_down() {
-    if !netlab::require_privileged("chassis_builds_and_tears_down") {
+    if !netlab::require_privileged() {
         return;
     }
     let names: Vec<String>;
@@ -97,7 +97,7 @@ fn chassis_builds_and_tears_down() {
 
 #[test]
 fn responders_answer_over_ctl0_with_their_name() {
-    if !netlab::require_privileged("responders_answer_over_ctl0_with_their_name") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");
@@ -194,7 +194,7 @@ fn responders_answer_over_ctl0_with_their_name() {
 
 #[test]
 fn counter_sees_unbound_leak_and_not_ctl0_traffic() {
-    if !netlab::require_privileged("counter_sees_unbound_leak_and_not_ctl0_traffic") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");
@@ -252,7 +252,7 @@ fn counter_sees_unbound_leak_and_not_ctl0_traffic() {
 
 #[test]
 fn ipv6_leak_is_counted_including_neighbour_discovery() {
-    if !netlab::require_privileged("ipv6_leak_is_counted_including_neighbour_discovery") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");
@@ -283,7 +283,7 @@ fn ipv6_leak_is_counted_including_neighbour_discovery() {
 
 #[test]
 fn settle_records_every_frame_of_a_burst() {
-    if !netlab::require_privileged("settle_records_every_frame_of_a_burst") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");
@@ -317,7 +317,7 @@ fn settle_records_every_frame_of_a_burst() {
 
 #[test]
 fn counter_on_unknown_interface_is_a_clear_error() {
-    if !netlab::require_privileged("counter_on_unknown_interface_is_a_clear_error") {
+    if !netlab::require_privileged() {
         return;
     }
     let ns = Netns::new("c").expect("netns");
@@ -345,7 +345,7 @@ fn counter_on_unknown_interface_is_a_clear_error() {
 
 #[test]
 fn teardown_after_panic_leaves_nothing() {
-    if !netlab::require_privileged("teardown_after_panic_leaves_nothing") {
+    if !netlab::require_privileged() {
         return;
     }
     let seen = std::sync::Mutex::new((String::new(), 0u32));
@@ -373,7 +373,7 @@ fn teardown_after_panic_leaves_nothing() {
 
 #[test]
 fn run_propagates_panics_and_stays_in_namespace() {
-    if !netlab::require_privileged("run_propagates_panics_and_stays_in_namespace") {
+    if !netlab::require_privileged() {
         return;
     }
     let ns = Netns::new("t").expect("netns");

@@ -30,7 +30,7 @@ fn ask(s: &UdpSocket, dst: SocketAddr) -> std::io::Result<String> {
 
 #[test]
 fn ctl0_down_then_restore() {
-    if !netlab::require_privileged("ctl0_down_then_restore") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -67,7 +67,7 @@ fn ctl0_down_then_restore() {
 
 #[test]
 fn rename_keeps_the_index() {
-    if !netlab::require_privileged("rename_keeps_the_index") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -83,7 +83,7 @@ fn rename_keeps_the_index() {
 
 #[test]
 fn new_device_with_the_old_index_leads_to_the_front() {
-    if !netlab::require_privileged("new_device_with_the_old_index_leads_to_the_front") {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -152,7 +152,7 @@ fn lab_builder_checks_input_before_creating_anything() {
 
 #[test]
 fn lab_builds_a_routed_pair() {
-    if !netlab::require_privileged("lab_builds_a_routed_pair") {
+    if !netlab::require_privileged() {
         return;
     }
     let lab = Lab::builder()

@@ -71,7 +71,7 @@ fn finding(cases: &[CaseReport], vector: Vector) -> &CaseReport {
 
 #[test]
 fn vectors_recorded_as_leaking_leave_through_the_front_panel() {
-    if !netlab::require_privileged("vectors_recorded_as_leaking_leave_through_the_front_panel") {
+    if !netlab::require_privileged() {
         return;
     }
     let (indexes, cases) = run_section(&[Section::KernelFinding, Section::Lifecycle]);
@@ -148,9 +148,7 @@ fn vectors_recorded_as_leaking_leave_through_the_front_panel() {
 
 #[test]
 fn vectors_recorded_as_refused_are_refused_and_send_nothing_on_the_front_panel() {
-    if !netlab::require_privileged(
-        "vectors_recorded_as_refused_are_refused_and_send_nothing_on_the_front_panel",
-    ) {
+    if !netlab::require_privileged() {
         return;
     }
     let (indexes, cases) = run_section(&[Section::KernelFinding]);
@@ -195,7 +193,7 @@ fn vectors_recorded_as_refused_are_refused_and_send_nothing_on_the_front_panel()
 
 #[test]
 fn controls_recorded_as_not_leaking_go_out_of_ctl0() {
-    if !netlab::require_privileged("controls_recorded_as_not_leaking_go_out_of_ctl0") {
+    if !netlab::require_privileged() {
         return;
     }
     let (_, cases) = run_section(&[Section::KernelFinding]);
@@ -231,9 +229,7 @@ fn controls_recorded_as_not_leaking_go_out_of_ctl0() {
 
 #[test]
 fn honest_sockets_pinned_by_index_do_not_leak_and_refuse_front_ingress() {
-    if !netlab::require_privileged(
-        "honest_sockets_pinned_by_index_do_not_leak_and_refuse_front_ingress",
-    ) {
+    if !netlab::require_privileged() {
         return;
     }
     for section in [Section::Pinned, Section::Ingress] {
@@ -267,7 +263,7 @@ fn honest_sockets_pinned_by_index_do_not_leak_and_refuse_front_ingress() {
 
 #[test]
 fn with_privilege_really_drops_capabilities_on_its_thread_only() {
-    if !netlab::require_privileged("with_privilege_really_drops_capabilities_on_its_thread_only") {
+    if !netlab::require_privileged() {
         return;
     }
     // Unprivileged: a raw socket is refused (so the "unprivileged" findings are measured
@@ -370,7 +366,7 @@ impl cases::Pinning for NotPinning {
 
 #[test]
 fn the_demo_judgement_catches_sockets_that_are_not_pinned() {
-    if !netlab::require_privileged("the_demo_judgement_catches_sockets_that_are_not_pinned") {
+    if !netlab::require_privileged() {
         return;
     }
     let lab = DemoLab::new().expect("building the demo lab");

@@ -61,9 +61,7 @@ fn list_and_bad_arguments_need_no_privilege() {
 
 #[test]
 fn pinned_vectors_in_the_chassis_report_the_kernels_answer_and_leak_where_recorded() {
-    if !netlab::require_privileged(
-        "pinned_vectors_in_the_chassis_report_the_kernels_answer_and_leak_where_recorded",
-    ) {
+    if !netlab::require_privileged() {
         return;
     }
     let chassis = Chassis::new().expect("chassis");

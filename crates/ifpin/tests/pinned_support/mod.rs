@@ -28,8 +28,8 @@ pub struct Setup {
 }
 
 /// Builds the chassis with `proto` responders on `port`, or `None` (loud skip) without root.
-pub fn setup(test: &str, proto: Proto, port: u16) -> Option<Setup> {
-    if !netlab::require_privileged(test) {
+pub fn setup(proto: Proto, port: u16) -> Option<Setup> {
+    if !netlab::require_privileged() {
         return None;
     }
     let chassis = Chassis::new().expect("build the chassis");
