@@ -486,3 +486,30 @@ mod tests {
         assert!(msg.contains("ip link set lo up"), "{msg}");
     }
 }
+
+/// A failed system call: which one, and what the kernel said. The one shape of a syscall
+/// failure in this crate; the error enums that wrap it say what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{call} failed")]
+pub struct SyscallError {
+    /// The call (or `bpf(2)` command) that failed, e.g. `BPF_PROG_ATTACH`, `poll`.
+    pub call: &'static str,
+    /// The kernel's answer.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl SyscallError {
+    /// `call` failed with `source`.
+    pub fn new(call: &'static str, source: impl Into<std::io::Error>) -> SyscallError {
+        SyscallError {
+            call,
+            source: source.into(),
+        }
+    }
+
+    /// The raw `errno` of the failure, if any.
+    pub fn errno(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+}

@@ -43,7 +43,7 @@ pub mod sockdiag;
 mod sys;
 
 pub use confine::{ConfineError, ConfineOptions, Confinement, Counters, StaleCleanup};
-pub use error::{Op, PinError};
+pub use error::{Op, PinError, SyscallError};
 pub use interface::{
     IfIndex, IfName, Interface, InterfaceAddress, InterfaceChange, InterfaceError, InterfaceFlags,
     InterfaceSpec,

@@ -29,6 +29,7 @@ use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use serde::Serialize;
 
+use crate::error::SyscallError;
 use crate::interface::{IfIndex, Interface};
 
 /// `RTNLGRP_LINK`: the rtnetlink multicast group announcing link changes (`rtnetlink(7)`).
@@ -42,14 +43,8 @@ const RECEIVE_BUFFER: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum LinkWatchError {
     /// A netlink socket call failed.
-    #[error("link watch: {call} on the rtnetlink socket failed")]
-    Socket {
-        /// The call that failed.
-        call: &'static str,
-        /// What the kernel said.
-        #[source]
-        source: io::Error,
-    },
+    #[error("link watch: on the rtnetlink socket, {0}")]
+    Socket(#[source] crate::error::SyscallError),
 }
 
 /// What the kernel announced about one link.
@@ -85,7 +80,7 @@ impl LinkWatch {
     /// Opens the socket and joins `RTNLGRP_LINK`. Create the watch *before* reading the
     /// interface's state, so no change can fall between the read and the subscription.
     pub fn new() -> Result<Self, LinkWatchError> {
-        let err = |call| move |source| LinkWatchError::Socket { call, source };
+        let err = |call| move |source| LinkWatchError::Socket(SyscallError::new(call, source));
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(err("socket(AF_NETLINK)"))?;
         socket.bind(&SocketAddr::new(0, 0)).map_err(err("bind"))?;
         socket
@@ -116,10 +111,7 @@ impl LinkWatch {
                     notices.push(LinkNotice::Overrun)
                 }
                 Err(source) => {
-                    return Err(LinkWatchError::Socket {
-                        call: "recv",
-                        source,
-                    });
+                    return Err(LinkWatchError::Socket(SyscallError::new("recv", source)));
                 }
             }
         }

@@ -30,6 +30,7 @@ use netlink_sys::{
 };
 use serde::Serialize;
 
+use crate::error::SyscallError;
 use crate::interface::IfIndex;
 
 /// `INET_DIAG_CGROUP_ID` (`linux/inet_diag.h`, Linux 5.7): the id of the socket's cgroup v2.
@@ -222,14 +223,8 @@ impl DiagSocket {
 #[derive(Debug, thiserror::Error)]
 pub enum SockDiagError {
     /// A netlink syscall failed.
-    #[error("NETLINK_SOCK_DIAG {call} failed")]
-    Sys {
-        /// The call (`socket`, `send`, `recv`...).
-        call: &'static str,
-        /// The kernel's answer.
-        #[source]
-        source: io::Error,
-    },
+    #[error("NETLINK_SOCK_DIAG: {0}")]
+    Sys(#[source] crate::error::SyscallError),
     /// The kernel refused the dump request.
     #[error(
         "the kernel refused the {what} socket dump (is the inet_diag/{proto}_diag module available?)"
@@ -362,7 +357,7 @@ struct Dumper {
 
 impl Dumper {
     fn new() -> Result<Self, SockDiagError> {
-        let sys = |call| move |source| SockDiagError::Sys { call, source };
+        let sys = |call| move |source| SockDiagError::Sys(SyscallError::new(call, source));
         let mut socket = NetlinkSocket::new(NETLINK_SOCK_DIAG).map_err(sys("socket"))?;
         socket.bind_auto().map_err(sys("bind"))?;
         socket
@@ -403,10 +398,7 @@ impl Dumper {
         request.serialize(&mut bytes);
         self.socket
             .send(&bytes, 0)
-            .map_err(|source| SockDiagError::Sys {
-                call: "send",
-                source,
-            })?;
+            .map_err(|source| SockDiagError::Sys(SyscallError::new("send", source)))?;
         let what = || {
             format!(
                 "{protocol}/{}",
@@ -417,10 +409,7 @@ impl Dumper {
             let len = self
                 .socket
                 .recv(&mut &mut self.buf[..], 0)
-                .map_err(|source| SockDiagError::Sys {
-                    call: "recv",
-                    source,
-                })?;
+                .map_err(|source| SockDiagError::Sys(SyscallError::new("recv", source)))?;
             let chunk = &self.buf[..len.min(self.buf.len())];
             match decode(chunk, protocol, out) {
                 Ok(Progress::Done) => return Ok(()),

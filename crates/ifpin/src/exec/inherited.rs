@@ -13,6 +13,7 @@
 //! would reach the host's writable hierarchy whatever its own mount namespace shows. Such
 //! descriptors at fd 3 and above are withheld too.
 
+use crate::error::SyscallError;
 use std::os::fd::RawFd;
 
 use super::ExecError;
@@ -45,7 +46,7 @@ fn leads_out(fd: RawFd) -> bool {
 /// This changes the caller's own descriptors: they stay open in this process, but no program
 /// it executes from then on receives them.
 pub(super) fn withhold_inherited_sockets() -> Result<Vec<RawFd>, ExecError> {
-    let sys_err = |call| move |source| ExecError::Sys { call, source };
+    let sys_err = |call| move |source| ExecError::Sys(SyscallError::new(call, source));
     let mut fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
         .map_err(sys_err("open /proc/self/fd"))?
         .map(|entry| entry.map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())))
@@ -70,10 +71,10 @@ pub(super) fn withhold_inherited_sockets() -> Result<Vec<RawFd>, ExecError> {
             // The directory listing's own descriptor, closed since.
             Err(e) if e.raw_os_error() == Some(libc::EBADF) => continue,
             Err(source) => {
-                return Err(ExecError::Sys {
-                    call: "getsockopt(SO_DOMAIN)",
+                return Err(ExecError::Sys(SyscallError::new(
+                    "getsockopt(SO_DOMAIN)",
                     source,
-                });
+                )));
             }
         };
         let Some(family) = held_family(domain) else {

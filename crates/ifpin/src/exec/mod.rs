@@ -115,14 +115,8 @@ pub enum ExecError {
         source: io::Error,
     },
     /// A system call of the supervisor failed.
-    #[error("{call} failed")]
-    Sys {
-        /// The call.
-        call: &'static str,
-        /// What the kernel said.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Sys(#[from] crate::error::SyscallError),
     /// Stdin, stdout or stderr is an inet or packet socket created outside the confinement.
     #[error(
         "fd {fd} (stdin, stdout or stderr) is an {family} socket created outside the confinement: \

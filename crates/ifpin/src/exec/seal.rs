@@ -21,6 +21,7 @@
 //! and `execve`, as a closed plan of system calls (no code of the caller's). A layer the kernel lacks is an error
 //! before anything starts: sealed never runs weaker in silence.
 
+use crate::error::SyscallError;
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -181,9 +182,11 @@ pub fn check_keep(keep: &[Capability]) -> Result<(), ExecError> {
 
 /// The capability sets a program keeps.
 pub(crate) fn cap_sets(keep: &[Capability]) -> Result<CapSets, ExecError> {
-    let last_cap = crate::sys::process::last_cap().map_err(|source| ExecError::Sys {
-        call: "reading /proc/sys/kernel/cap_last_cap",
-        source,
+    let last_cap = crate::sys::process::last_cap().map_err(|source| {
+        ExecError::Sys(SyscallError::new(
+            "reading /proc/sys/kernel/cap_last_cap",
+            source,
+        ))
     })?;
     Ok(CapSets {
         keep: keep.iter().fold(0, |acc, c| acc | c.bitmask()),
@@ -278,10 +281,7 @@ pub(crate) fn prepare(keep: &[Capability]) -> Result<(SealSteps, SealLayers), Ex
         });
     }
     let abi = landlock::abi_version()
-        .map_err(|source| ExecError::Sys {
-            call: "landlock_create_ruleset",
-            source,
-        })?
+        .map_err(|source| ExecError::Sys(SyscallError::new("landlock_create_ruleset", source)))?
         .unwrap_or(0);
     if abi < landlock::SCOPES_ABI {
         return Err(ExecError::SealUnsupported {
@@ -297,10 +297,7 @@ pub(crate) fn prepare(keep: &[Capability]) -> Result<(SealSteps, SealLayers), Ex
     let ruleset = landlock::create_scoped_ruleset(
         landlock::SCOPE_SIGNAL | landlock::SCOPE_ABSTRACT_UNIX_SOCKET,
     )
-    .map_err(|source| ExecError::Sys {
-        call: "landlock_create_ruleset",
-        source,
-    })?;
+    .map_err(|source| ExecError::Sys(SyscallError::new("landlock_create_ruleset", source)))?;
 
     let mounts = cgroup::cgroup_mounts().map_err(crate::confine::ConfineError::from)?;
     let read_only = existing(READ_ONLY.iter().map(PathBuf::from));
@@ -365,12 +362,14 @@ fn c_paths(paths: &[PathBuf]) -> Result<Vec<CString>, ExecError> {
     paths
         .iter()
         .map(|p| {
-            CString::new(p.as_os_str().as_bytes()).map_err(|_| ExecError::Sys {
-                call: "preparing mount paths",
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("{} has a NUL byte", p.display()),
-                ),
+            CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+                ExecError::Sys(SyscallError::new(
+                    "preparing mount paths",
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("{} has a NUL byte", p.display()),
+                    ),
+                ))
             })
         })
         .collect()

@@ -10,6 +10,7 @@
 //!
 //! A timeout re-checks everything now and then, so no missed wake-up can hang the wait.
 
+use crate::error::SyscallError;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
@@ -65,15 +66,9 @@ impl SignalForwarding {
         }
         let previous = set
             .thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)
-            .map_err(|e| ExecError::Sys {
-                call: "pthread_sigmask",
-                source: e.into(),
-            })?;
+            .map_err(|e| ExecError::Sys(SyscallError::new("pthread_sigmask", e)))?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(|e| ExecError::Sys {
-                call: "signalfd",
-                source: e.into(),
-            })?;
+            .map_err(|e| ExecError::Sys(SyscallError::new("signalfd", e)))?;
         Ok(SignalForwarding { fd, previous })
     }
 }
@@ -180,10 +175,7 @@ impl Started {
             Err(source) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(ExecError::Sys {
-                    call: "pidfd_open",
-                    source,
-                });
+                return Err(ExecError::Sys(SyscallError::new("pidfd_open", source)));
             }
         };
         Ok(Started {
@@ -216,10 +208,10 @@ impl Started {
         let mut pin_failure = None;
         loop {
             if status.is_none() {
-                status = self.child.try_wait().map_err(|source| ExecError::Sys {
-                    call: "waitpid",
-                    source,
-                })?;
+                status = self
+                    .child
+                    .try_wait()
+                    .map_err(|source| ExecError::Sys(SyscallError::new("waitpid", source)))?;
             }
             let populated = self.populated()?;
             if let Some(status) = status {
@@ -252,11 +244,8 @@ impl Started {
             if let Some(f) = &follow {
                 fds.push((f.watch.as_fd().as_raw_fd(), sys::POLLIN));
             }
-            let ready =
-                sys::poll(&fds, RECHECK.as_millis() as i32).map_err(|source| ExecError::Sys {
-                    call: "poll",
-                    source,
-                })?;
+            let ready = sys::poll(&fds, RECHECK.as_millis() as i32)
+                .map_err(|source| ExecError::Sys(SyscallError::new("poll", source)))?;
             let mut next = first_optional;
             if let Some(s) = signals {
                 if ready[next] != 0 {
@@ -305,10 +294,11 @@ impl Started {
         program_exited: bool,
         log: &mut Vec<ForwardedSignal>,
     ) -> Result<(), ExecError> {
-        while let Some(info) = signals.fd.read_signal().map_err(|e| ExecError::Sys {
-            call: "read(signalfd)",
-            source: e.into(),
-        })? {
+        while let Some(info) = signals
+            .fd
+            .read_signal()
+            .map_err(|e| ExecError::Sys(SyscallError::new("read(signalfd)", e)))?
+        {
             let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };

@@ -11,24 +11,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-/// A failed `bpf(2)` command (or another syscall of the BPF/cgroup path): which one, and
-/// what the kernel said.
-#[derive(Debug, thiserror::Error)]
-#[error("{call} failed")]
-pub struct SyscallError {
-    /// The command or call that failed, e.g. `BPF_PROG_ATTACH`.
-    pub call: &'static str,
-    /// The kernel's answer.
-    #[source]
-    pub source: io::Error,
-}
-
-impl SyscallError {
-    /// The raw `errno` of the failure, if any.
-    pub fn errno(&self) -> Option<i32> {
-        self.source.raw_os_error()
-    }
-}
+pub use crate::error::SyscallError;
 
 /// `enum bpf_cmd` values used here.
 mod cmd {
