@@ -1,19 +1,20 @@
 //! `ifpin audit` as a black box, in the test's own network namespace: exit codes, JSON shape,
 //! policy errors. (Namespace scenarios are in `audit_netns.rs`.)
 
-mod audit_support;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::net::TcpListener;
 use std::process::Command;
 
-use audit_support::{assert_exit, ifpin, json, write_policy};
 use serde_json::Value;
+use support::{assert_exit, json, run_ifpin, write_policy};
 
 #[test]
 fn lists_our_listener_with_its_owner() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let local = listener.local_addr().unwrap().to_string();
-    let out = ifpin(&["audit", "--json"]);
+    let out = run_ifpin(&["audit", "--json"]);
     assert_exit(&out, 0);
     let report = json(&out);
     let ours: Vec<&Value> = report["sockets"]
@@ -40,7 +41,7 @@ fn lists_our_listener_with_its_owner() {
 
     // The table shows it too, and --pid keeps only our sockets.
     let me = std::process::id().to_string();
-    let out = ifpin(&["audit", "--pid", &me]);
+    let out = run_ifpin(&["audit", "--pid", &me]);
     assert_exit(&out, 0);
     let text = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<&str> = text.lines().skip(1).collect();
@@ -67,7 +68,7 @@ fn exit_status_is_1_with_violations_and_0_without() {
     );
     // Other programs on this host may break the test policy too: look at our own sockets.
     let me = std::process::id().to_string();
-    let out = ifpin(&[
+    let out = run_ifpin(&[
         "audit",
         "--policy",
         &policy,
@@ -95,7 +96,7 @@ fn exit_status_is_1_with_violations_and_0_without() {
     assert_eq!(report["sockets"].as_array().unwrap().len(), 1);
 
     // The table says the same, violations first.
-    let out = ifpin(&["audit", "--policy", &policy, "--pid", &me]);
+    let out = run_ifpin(&["audit", "--policy", &policy, "--pid", &me]);
     assert_exit(&out, 1);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("1 violation of "), "{text}");
@@ -106,7 +107,7 @@ fn exit_status_is_1_with_violations_and_0_without() {
 
     // Without the listener, the same policy passes.
     drop(listener);
-    let out = ifpin(&["audit", "--policy", &policy, "--pid", &me]);
+    let out = run_ifpin(&["audit", "--policy", &policy, "--pid", &me]);
     assert_exit(&out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("0 violations of "));
 }
@@ -118,7 +119,7 @@ fn policy_errors_exit_2_naming_file_line_and_column() {
         dir.path(),
         "[[plane]]\nname = \"backplane\"\ninterface = \"ctl0\"\nprefixes = [\"10.99.0.1/16\"]\n",
     );
-    let out = ifpin(&["audit", "--policy", &policy]);
+    let out = run_ifpin(&["audit", "--policy", &policy]);
     assert_exit(&out, 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{policy}:4:13:")), "{err}");
@@ -135,7 +136,7 @@ fn policy_errors_exit_2_naming_file_line_and_column() {
         dir.path(),
         "[[plane]]\nname = \"x\"\ninterface = \"ctl0\"\nports = [1]\ncolour = 3\n",
     );
-    let out = ifpin(&["audit", "--policy", &policy]);
+    let out = run_ifpin(&["audit", "--policy", &policy]);
     assert_exit(&out, 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -143,7 +144,7 @@ fn policy_errors_exit_2_naming_file_line_and_column() {
         "{err}"
     );
 
-    let out = ifpin(&["audit", "--policy", "/nonexistent/policy.toml"]);
+    let out = run_ifpin(&["audit", "--policy", "/nonexistent/policy.toml"]);
     assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/policy.toml"));
 }
@@ -155,7 +156,7 @@ fn an_unknown_policy_interface_is_a_warning_not_an_error() {
         dir.path(),
         "[[plane]]\nname = \"card9\"\ninterface = \"linecard9\"\nprefixes = [\"192.0.2.0/24\"]\n",
     );
-    let out = ifpin(&["audit", "--policy", &policy]);
+    let out = run_ifpin(&["audit", "--policy", &policy]);
     assert_exit(&out, 0);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -163,7 +164,7 @@ fn an_unknown_policy_interface_is_a_warning_not_an_error() {
         "{err}"
     );
     assert!(err.contains(&format!("{policy}:3:13")), "{err}");
-    let out = ifpin(&["audit", "--policy", &policy, "--json"]);
+    let out = run_ifpin(&["audit", "--policy", &policy, "--json"]);
     let report = json(&out);
     assert!(
         report["warnings"][0]
@@ -181,7 +182,7 @@ fn usage_errors_exit_2() {
         &["audit", "--pid", "abc"],
         &["audit", "--interface", "nosuch-if0"],
     ] {
-        let out = ifpin(args);
+        let out = run_ifpin(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty());
     }
@@ -191,7 +192,7 @@ fn usage_errors_exit_2() {
 fn no_owners_skips_the_process_lookup() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let local = listener.local_addr().unwrap().to_string();
-    let report = json(&ifpin(&["audit", "--json", "--no-owners"]));
+    let report = json(&run_ifpin(&["audit", "--json", "--no-owners"]));
     let ours = report["sockets"]
         .as_array()
         .unwrap()
@@ -316,7 +317,7 @@ fn a_forged_process_name_cannot_forge_a_row() {
             "open('/proc/self/comm', 'wb').write(bytes.fromhex('{hex}'))"
         ));
         let pid = holder.pid.to_string();
-        let out = ifpin(&["audit", "--pid", &pid]);
+        let out = run_ifpin(&["audit", "--pid", &pid]);
         assert_exit(&out, 0);
         assert!(
             !out.stdout.contains(&0x1b),
@@ -331,7 +332,7 @@ fn a_forged_process_name_cannot_forge_a_row() {
         );
         assert!(rows[1].ends_with(&format!("{pid}/{shown}")), "{text}");
         // JSON carries the name as it is.
-        let report = json(&ifpin(&["audit", "--pid", &pid, "--json"]));
+        let report = json(&run_ifpin(&["audit", "--pid", &pid, "--json"]));
         assert_eq!(report["sockets"][0]["processes"][0]["command"], comm);
     }
 }
@@ -339,7 +340,7 @@ fn a_forged_process_name_cannot_forge_a_row() {
 #[test]
 fn pid_of_a_missing_or_exited_process_is_an_error() {
     // Above PID_MAX_LIMIT (4194304): never a process.
-    let out = ifpin(&["audit", "--pid", "4194305"]);
+    let out = run_ifpin(&["audit", "--pid", "4194305"]);
     assert_exit(&out, 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--pid 4194305: no such process"), "{err}");
@@ -353,7 +354,7 @@ fn pid_of_a_missing_or_exited_process_is_an_error() {
         assert!(std::time::Instant::now() < deadline, "no zombie");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let out = ifpin(&["audit", "--pid", &pid.to_string()]);
+    let out = run_ifpin(&["audit", "--pid", &pid.to_string()]);
     child.wait().unwrap();
     assert_exit(&out, 2);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -391,7 +392,7 @@ fn owners_are_found_when_the_main_thread_has_exited() {
         0
     );
 
-    let out = ifpin(&["audit", "--pid", &pid, "--json"]);
+    let out = run_ifpin(&["audit", "--pid", &pid, "--json"]);
     assert_exit(&out, 0);
     let report = json(&out);
     let local = format!("127.0.0.1:{}", holder.port);
@@ -400,7 +401,7 @@ fn owners_are_found_when_the_main_thread_has_exited() {
         sockets.iter().any(|s| s["local"] == local.as_str()),
         "{report}"
     );
-    let out = ifpin(&["audit", "--pid", &pid]);
+    let out = run_ifpin(&["audit", "--pid", &pid]);
     assert_exit(&out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&local));
 }
@@ -437,7 +438,7 @@ fn an_index_filter_selects_sockets_pinned_to_a_vanished_index() {
     let local = pinned.local_addr().unwrap().to_string();
     let me = std::process::id().to_string();
     for filter in [GONE.to_string(), format!("#{GONE}")] {
-        let out = ifpin(&["audit", "--json", "--pid", &me, "-i", &filter]);
+        let out = run_ifpin(&["audit", "--json", "--pid", &me, "-i", &filter]);
         assert_exit(&out, 0);
         let report = json(&out);
         let listed: Vec<&str> = report["sockets"]
@@ -450,7 +451,7 @@ fn an_index_filter_selects_sockets_pinned_to_a_vanished_index() {
         assert_eq!(report["sockets"][0]["interface_index"], GONE);
     }
     // The table shows the index.
-    let out = ifpin(&["audit", "--pid", &me, "-i", &GONE.to_string()]);
+    let out = run_ifpin(&["audit", "--pid", &me, "-i", &GONE.to_string()]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&format!("#{GONE}")),
         "{}",
@@ -458,21 +459,21 @@ fn an_index_filter_selects_sockets_pinned_to_a_vanished_index() {
     );
     drop(pinned);
     // Once nothing is pinned there, it selects nothing, and says so.
-    let out = ifpin(&["audit", "-i", &format!("#{GONE}")]);
+    let out = run_ifpin(&["audit", "-i", &format!("#{GONE}")]);
     assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no socket is pinned to it"));
-    let out = ifpin(&["audit", "-i", "#x"]);
+    let out = run_ifpin(&["audit", "-i", "#x"]);
     assert_exit(&out, 2);
 }
 
 #[test]
 fn an_interface_filter_matching_nothing_anywhere_is_an_error() {
-    let out = ifpin(&["audit", "--all-netns", "-i", "nosuch-if0"]);
+    let out = run_ifpin(&["audit", "--all-netns", "-i", "nosuch-if0"]);
     assert_exit(&out, 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no such interface in any of the"), "{err}");
     // lo exists in every namespace.
-    let out = ifpin(&["audit", "--all-netns", "-i", "lo"]);
+    let out = run_ifpin(&["audit", "--all-netns", "-i", "lo"]);
     assert!(out.status.code() == Some(0), "{out:?}");
 }
 

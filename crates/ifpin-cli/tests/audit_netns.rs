@@ -2,16 +2,17 @@
 //! policy, exit 1 with exactly the expected violations once it breaks it, and `--all-netns`
 //! finding the card's namespace from outside.
 
-mod audit_support;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use audit_support::{assert_exit, ifpin, json, write_policy};
 use ifpin::Interface;
 use ifpin::net::{PinnedTcpListener, PinnedTcpStream, PinnedUdpSocket};
 use netlab::{Chassis, Proto};
 use serde_json::Value;
+use support::{assert_exit, json, run_ifpin, write_policy};
 
 const CONTROL_PORT: u16 = 7600;
 
@@ -175,7 +176,7 @@ fn all_netns_labels_sockets_of_a_namespace_created_here() {
     let me = std::process::id().to_string();
 
     // Without --all-netns, the audit of our own namespace does not see it.
-    let out = ifpin(&["audit", "--json", "--pid", &me, "--policy", &policy]);
+    let out = run_ifpin(&["audit", "--json", "--pid", &me, "--policy", &policy]);
     let report = json(&out);
     assert!(
         report["sockets"]
@@ -186,7 +187,7 @@ fn all_netns_labels_sockets_of_a_namespace_created_here() {
         "{report}"
     );
 
-    let out = ifpin(&[
+    let out = run_ifpin(&[
         "audit",
         "--all-netns",
         "--json",
@@ -215,7 +216,7 @@ fn all_netns_labels_sockets_of_a_namespace_created_here() {
     assert_eq!(flagged, vec!["unpinned-plane-listener"]);
 
     // The table has a NETNS column naming it.
-    let out = ifpin(&["audit", "--all-netns", "--pid", &me]);
+    let out = run_ifpin(&["audit", "--all-netns", "--pid", &me]);
     assert_exit(&out, 0);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("NETNS"), "{text}");

@@ -6,7 +6,8 @@
 //! interface, uid, inode, owners); any socket only one lists must be one the test can explain
 //! (a bind()-only TCP socket, which `ss` does not show).
 
-mod audit_support;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -14,10 +15,10 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStrea
 use std::process::Stdio;
 use std::time::Duration;
 
-use audit_support::{assert_exit, json};
 use ifpin::Interface;
 use netlab::Chassis;
 use serde_json::Value;
+use support::{assert_exit, json};
 
 /// One row, normalised so that both tools' rows compare.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -3,14 +3,10 @@
 //! object of one shape (`error`, `causes`, `exit`) on the command's result stream, nothing
 //! else on it; unknown flags of `exec` are errors that name the flag.
 
-use std::process::{Command, Output};
+#[path = "support/mod.rs"]
+mod support;
 
-fn ifpin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ifpin"))
-        .args(args)
-        .output()
-        .expect("ifpin runs")
-}
+use support::run_ifpin as ifpin;
 
 fn one_json_object(stream: &[u8], what: &str) -> serde_json::Value {
     let text = String::from_utf8_lossy(stream);

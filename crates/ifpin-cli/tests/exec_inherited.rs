@@ -5,7 +5,7 @@
 //! library's tests). `ifpin exec` withholds such a socket at fd 3 and above (the program never
 //! receives it; the report says so), and refuses to run with one as stdin, stdout or stderr.
 
-#[path = "exec_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use std::os::fd::OwnedFd;

@@ -6,7 +6,7 @@
 //! Alone in its test binary: no other `ifpin exec` of this binary runs at the same time, so
 //! the cleanup this test sees is the one it expects.
 
-#[path = "exec_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

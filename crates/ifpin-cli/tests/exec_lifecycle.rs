@@ -6,7 +6,7 @@
 //!   control) they do. When `ctl0` comes back under its name, at a new index, new
 //!   connections work again.
 
-#[path = "exec_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! interface the program used: `front` unconfined (the negative control), `backplane` when
 //! confined to `ctl0`.
 
-#[path = "exec_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use netlab::Chassis;

@@ -44,7 +44,7 @@
 //! counted against a run that holds. Both sides always run: each test collects what failed,
 //! tagged `sealed:` or `negative control:`, and fails at the end with the whole list.
 
-#[path = "exec_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader, Read};

@@ -2,7 +2,7 @@
 //! signals sent to ifpin reach the program, errors exit 2 with a message naming the problem,
 //! and no cgroup is left behind after a normal exit, a signal, or a failed start.
 
-#[path = "exec_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader, Read};

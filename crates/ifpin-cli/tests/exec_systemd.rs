@@ -34,7 +34,7 @@
 //! A direct connection by the confined program (no systemd involved) is the baseline in each
 //! test: it answers `backplane` and puts nothing on the front link.
 
-#[path = "exec_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! *index*. Every leak vector is tried towards `up0` and towards `data3`, and real programs
 //! fetch from the service: nothing reaches `up0` or `data3`, the answers come from `mgmt`.
 
-#[path = "exec_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use netlab::{FrameCounter, Lab, Process, Route};

@@ -11,7 +11,7 @@
 //!
 //! and the report's blocked counters match what the program saw refused.
 
-#[path = "exec_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use netlab::{Chassis, FrameCounter, Proto};

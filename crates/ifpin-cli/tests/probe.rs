@@ -1,11 +1,13 @@
 //! `ifpin probe` as a black box: the built binary, run inside the chassis host namespace
 //! (netlab's `ns.command`), checked by exit code, output and frames on the front link.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::net::IpAddr;
 use std::process::{Command, Output};
 
 use netlab::{Chassis, FrameCounter, Proto};
-use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ifpin");
 const PORT: u16 = 7000;
@@ -54,18 +56,7 @@ fn code(out: &Output) -> i32 {
     out.status.code().expect("exit code")
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
-}
+use support::{json, printed as text};
 
 #[test]
 fn probe_reaches_the_backplane_through_ctl0_only() {

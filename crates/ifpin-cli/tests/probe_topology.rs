@@ -3,24 +3,15 @@
 //! routes. The probe through the service link answers from the peer with nothing on the
 //! uplink; the same probe through the uplink is the negative control, seen on the uplink.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::process::Output;
 
 use netlab::{FrameCounter, Lab, Responder, Route};
-use serde_json::Value;
+use support::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ifpin");
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: exit {:?}\n{}\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
 
 #[test]
 fn probe_works_on_another_topology() {

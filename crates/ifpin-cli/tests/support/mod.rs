@@ -1,5 +1,6 @@
-//! Shared by the `ifpin exec` black-box tests: run the built binary inside a namespace, read
-//! its JSON report, check that nothing was left behind.
+//! Shared by the black-box tests of the `ifpin` binary (one support module for the crate):
+//! run it (inside a namespace, or here), read its exit code and JSON output, read an `exec`
+//! report, check that nothing was left behind, write a policy file.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::ffi::OsStr;
@@ -507,4 +508,41 @@ pub fn spawn_as_nobody(ns: &Netns, argv: &[&str]) -> Process {
     .args(argv)
     .stdout(Stdio::piped());
     ns.spawn(&mut cmd).expect("setpriv starts")
+}
+
+/// Runs the `ifpin` binary under test with `args` in the test's own namespace.
+pub fn run_ifpin(args: &[&str]) -> Output {
+    Command::new(ifpin())
+        .args(args)
+        .output()
+        .expect("run ifpin")
+}
+
+/// Writes `text` as `policy.toml` in `dir` and returns its path.
+pub fn write_policy(dir: &Path, text: &str) -> String {
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// What `ifpin` printed, with its exit code, for a failure message.
+pub fn printed(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Asserts that `ifpin` exited with `code`, showing what it printed otherwise.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(output.status.code(), Some(code), "{}", printed(output));
+}
+
+/// The JSON on `output`'s stdout; panics showing what was printed if it is not JSON.
+pub fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("not JSON ({err}): {}", printed(output)))
 }
