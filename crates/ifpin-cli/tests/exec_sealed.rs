@@ -505,34 +505,7 @@ fn multicast_joins_on_another_interface() {
 /// datagram from the host's `sport` carrying `payload`: what an unconnected socket on that
 /// port is matched with.
 fn send_port_unreachable(chassis: &Chassis, sport: u16, payload: &[u8]) {
-    fn checksum(bytes: &[u8]) -> u16 {
-        let mut sum: u32 = bytes
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
-    }
-    // The embedded IPv4 header (as if the host had sent it to the front peer)...
-    let mut inner = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0];
-    inner.extend_from_slice(&Chassis::HOST_ETH1_V4.octets());
-    inner.extend_from_slice(&Chassis::FRONT_V4.octets());
-    let total = (20 + 8 + payload.len()) as u16;
-    inner[2..4].copy_from_slice(&total.to_be_bytes());
-    let sum = checksum(&inner);
-    inner[10..12].copy_from_slice(&sum.to_be_bytes());
-    // ...its UDP header (from the socket's port) and the chosen payload.
-    inner.extend_from_slice(&sport.to_be_bytes());
-    inner.extend_from_slice(&9u16.to_be_bytes());
-    inner.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    inner.extend_from_slice(&[0, 0]);
-    inner.extend_from_slice(payload);
-    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
-    icmp.extend_from_slice(&inner);
-    let sum = checksum(&icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let icmp = netlab::cases::levels::port_unreachable(sport, payload);
     chassis
         .front()
         .run(|| {

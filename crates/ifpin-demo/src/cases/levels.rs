@@ -555,7 +555,7 @@ fn attempt(
 /// The ICMP port unreachable the front peer sends the error-queue vector: from the front to
 /// the host's eth1 address, embedding a UDP datagram from the host's `sport` carrying
 /// `payload`, which an unconnected socket on that port is matched with.
-pub(super) fn port_unreachable(sport: u16, payload: &[u8]) -> Vec<u8> {
+pub fn port_unreachable(sport: u16, payload: &[u8]) -> Vec<u8> {
     use catalogue::overrides::internet_checksum as checksum;
     // The embedded IPv4 header (as if the host had sent it to the front peer)...
     let mut inner = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0];
