@@ -10,6 +10,7 @@ mod audit;
 mod demo;
 mod exec;
 mod exit;
+mod guard;
 mod probe;
 
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ enum Command {
     Exec(exec::Args),
     /// List every TCP/UDP socket with its bound interface and owner; check it against a policy.
     Audit(audit::Args),
+    /// Hold this network namespace to the policy, name who tried, export metrics.
+    Guard(guard::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => probe::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Guard(args) => guard::run(args),
     };
     exit::finish(result)
 }
