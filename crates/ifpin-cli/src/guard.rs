@@ -656,6 +656,7 @@ impl Guard {
             if let Some(flow) = self.flows.get_mut(&key) {
                 flow.owner = owner;
                 flow.owner_done = true;
+                flow.reported = flow.count;
             }
             self.emit_drop(&key);
         }
@@ -670,7 +671,8 @@ impl Guard {
         let sender = if local {
             match (&flow.owner, p.is_kernel_answer()) {
                 (Some(o), _) if !o.pids.is_empty() => "process",
-                (Some(_), _) => "socket",
+                // The socket was closed before the lookup: NFLOG's uid is what is left.
+                (Some(_), _) => "local-socket",
                 (None, true) => "kernel",
                 (None, false) => "unknown",
             }
@@ -714,7 +716,7 @@ impl Guard {
         let updates = self.flows.take_updates();
         for (key, flow) in updates {
             // The first packet was already reported by its `drop` event.
-            if flow.count <= 1 || !flow.owner_done {
+            if !flow.owner_done {
                 continue;
             }
             let mut event = self.flow_json(&key);
@@ -836,7 +838,13 @@ impl Guard {
                 let taken: Vec<String> = self
                     .gone_index
                     .iter()
-                    .filter(|(_, i)| **i == index.get())
+                    .filter(|(plane, i)| {
+                        **i == index.get()
+                            && self
+                                .bindings
+                                .iter()
+                                .any(|b| &b.plane == *plane && b.name != *name)
+                    })
                     .map(|(p, _)| p.clone())
                     .collect();
                 for plane in taken {

@@ -17,8 +17,7 @@ const PORT: u16 = 7_700;
 
 #[test]
 fn an_unconfined_client_to_a_plane_address_is_dropped_and_named() {
-    if !netlab::require_privileged("an_unconfined_client_to_a_plane_address_is_dropped_and_named")
-    {
+    if !netlab::require_privileged("an_unconfined_client_to_a_plane_address_is_dropped_and_named") {
         return;
     }
     let chassis = Chassis::new().unwrap();
@@ -98,7 +97,9 @@ fn a_socket_bound_to_the_plane_source_cannot_reach_others_through_the_front() {
     let failed = support::send_udp(chassis.host(), Some(src), dst, 5);
     assert_eq!(failed, 5, "a drop on the way out is EPERM for the sender");
     assert_eq!(from_plane(&front), 0, "{}", front.describe());
-    let event = guard.expect_event("drop", |e| e["type"] == "drop" && e["src"] == src.to_string());
+    let event = guard.expect_event("drop", |e| {
+        e["type"] == "drop" && e["src"] == src.to_string()
+    });
     assert_eq!(event["rule"], "egress");
     assert_eq!(event["protocol"], "udp");
     assert_eq!(event["dst"], Chassis::FRONT_V4.to_string());

@@ -232,7 +232,11 @@ pub fn nft_ruleset(ns: &Netns) -> String {
         .args(["list", "ruleset"])
         .output()
         .expect("nft runs (apt-get install nftables; scripts/setup does)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -167,11 +167,12 @@ impl FlowTable {
         self.flows.is_empty()
     }
 
-    /// Flows with packets not yet reported; marks them reported.
+    /// Flows with packets not yet reported (and whose first drop was reported, with its
+    /// owner); marks them reported.
     pub fn take_updates(&mut self) -> Vec<(FlowKey, Flow)> {
         let mut out = Vec::new();
         for (key, flow) in &mut self.flows {
-            if flow.count > flow.reported {
+            if flow.owner_done && flow.count > flow.reported {
                 out.push((key.clone(), flow.clone()));
                 flow.reported = flow.count;
             }
@@ -237,6 +238,9 @@ mod tests {
             }
         }
         assert_eq!(t.len(), 10);
+        for f in t.flows.values_mut() {
+            f.owner_done = true;
+        }
         let flows: u64 = t.take_updates().iter().map(|(_, f)| f.count).sum();
         let over: u64 = t.take_overflow().iter().map(|(_, o)| o.count).sum();
         assert_eq!(flows + over, total);
