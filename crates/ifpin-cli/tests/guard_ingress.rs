@@ -30,7 +30,8 @@ fn spoofed_plane_sources_and_front_connections_to_plane_ports_are_dropped() {
         chassis.host(),
         SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), UDP_PORT),
     );
-    let control = Some(IpAddr::V4(Chassis::CONTROL_V4));
+    let control_ip = IpAddr::V4(Chassis::CONTROL_V4);
+    let control = Some(control_ip);
     let via_front = SocketAddr::new(IpAddr::V4(Chassis::HOST_ETH1_V4), PLANE_PORT);
     let via_backplane = SocketAddr::new(IpAddr::V4(Chassis::HOST_CTL0_V4), PLANE_PORT);
     let udp_front = SocketAddr::new(IpAddr::V4(Chassis::HOST_ETH1_V4), UDP_PORT);
@@ -48,7 +49,7 @@ fn spoofed_plane_sources_and_front_connections_to_plane_ports_are_dropped() {
     support::send_udp(chassis.front(), control, udp_front, 3);
     let got = received(&inbox);
     assert!(
-        got.iter().any(|a| a.ip() == control.unwrap()),
+        got.iter().any(|a| a.ip() == control_ip),
         "without the guard the spoofed datagram arrives: {got:?}"
     );
 

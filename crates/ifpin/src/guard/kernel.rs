@@ -145,7 +145,7 @@ impl Nft {
                 source: io::Error::from(io::ErrorKind::TimedOut),
             }),
             Ok(_) => Ok(()),
-            Err(e) if e == nix::errno::Errno::EINTR => Ok(()),
+            Err(nix::errno::Errno::EINTR) => Ok(()),
             Err(e) => Err(GuardError::Netlink {
                 call: "poll",
                 source: e.into(),

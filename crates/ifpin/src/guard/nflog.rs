@@ -181,7 +181,17 @@ impl LogReader {
         b.u32be(NFULA_CFG_NLBUFSIZ, 65536);
         b.end();
         b.what.push((seq, format!("configure NFLOG group {group}")));
-        reader.configure(&b)?;
+        match reader.configure(&b) {
+            // The kernel answers EPERM both to the unprivileged and when another socket has
+            // bound the group; a privileged nf_tables request tells them apart.
+            Err(e) if e.is_permission() => {
+                return Err(match super::installed(super::TABLE) {
+                    Ok(_) => GuardError::LogGroupBusy { group },
+                    Err(_) => e,
+                });
+            }
+            other => other?,
+        }
         reader
             .socket
             .set_non_blocking(true)
