@@ -120,12 +120,15 @@ Events: one JSON object per line on stdout (readable lines on a terminal), with 
                           the audit found a socket breaking a rule / it is gone
   link                    a plane's interface is gone, returned, moved or its index taken
   reload, reload-failed   SIGHUP: the new policy is in force / it was refused, the old stays
+  rules-restored          the table was deleted by someone else; the guard installed it again
+                          (checked every audit round)
   log-overrun             the kernel dropped log messages (the drops themselves still hold)
   error, stopping
 
 Metrics (--metrics, --textfile), prefix ifpin_guard_: drops_total{plane,rule,interface,
 direction,action}, violations{plane,rule}, violations_seen_total, plane_sockets{plane,state},
 plane_interface_up{plane}, link_events_total{plane,event}, policy_reloads_total{result},
+rules_restored_total,
 log_overruns_total, audit_errors_total, flows_tracked, up, ready, observe_mode,
 last_audit_timestamp_seconds.
 
@@ -736,6 +739,17 @@ impl Guard {
     }
 
     fn audit_round(&mut self) {
+        // The rules themselves: someone with CAP_NET_ADMIN may have deleted the table.
+        if let Ok(false) = g::installed(g::TABLE) {
+            let table = g::ruleset(&self.policy, &self.bindings, &self.options);
+            let result = g::install(&table);
+            self.metrics.rules_restored.inc();
+            self.out.emit(json!({
+                "type": "rules-restored",
+                "detail": format!("table inet {} was removed by someone else; installed again", g::TABLE),
+                "error": result.err().map(|e| chain(&e)),
+            }));
+        }
         let result = ifpin::audit::snapshot(&AuditOptions::default());
         let audit = match result {
             Ok(a) => a,
@@ -899,7 +913,10 @@ impl Guard {
     /// SIGHUP: load the policy again; a broken one is an error event and the old rules stay.
     fn reload(&mut self) {
         if let Some(n) = &self.notifier {
-            let _ = n.send("RELOADING=1");
+            let _ = n.send(&format!(
+                "RELOADING=1\nMONOTONIC_USEC={}",
+                ifpin::guard::notify::monotonic_usec()
+            ));
         }
         let result = Policy::load(&self.policy_path)
             .map_err(|e| anyhow!(e))

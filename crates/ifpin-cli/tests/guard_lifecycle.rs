@@ -249,3 +249,81 @@ fn the_plane_interface_deleted_and_its_index_taken_over_fails_closed() {
         backplane.describe()
     );
 }
+
+#[test]
+fn systemd_hears_ready_watchdog_reloading_and_stopping() {
+    if !netlab::require_privileged("systemd_hears_ready_watchdog_reloading_and_stopping") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let policy = PolicyFile::new(POLICY);
+    let mut cmd = chassis.host().command(support::ifpin());
+    cmd.args(["guard", "--policy"])
+        .arg(policy.path())
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(std::process::Stdio::null());
+    let process = chassis.host().spawn(&mut cmd).unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = next();
+    assert!(first.starts_with("READY=1"), "{first}");
+    assert!(
+        table_exists(chassis.host()),
+        "READY=1 only once the rules hold"
+    );
+    assert_eq!(next(), "WATCHDOG=1");
+    let pid = nix::unistd::Pid::from_raw(process.pid() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGHUP).unwrap();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m.starts_with("READY=1")) {
+        seen.push(next());
+    }
+    assert!(
+        seen.iter()
+            .any(|m| m.starts_with("RELOADING=1\nMONOTONIC_USEC=")),
+        "{seen:?}"
+    );
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let mut last = next();
+    while last == "WATCHDOG=1" {
+        last = next();
+    }
+    assert_eq!(last, "STOPPING=1");
+    assert_eq!(process.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn a_deleted_table_is_installed_again_at_the_next_audit_round() {
+    if !netlab::require_privileged("a_deleted_table_is_installed_again_at_the_next_audit_round") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let front = chassis.front_counter().unwrap();
+    let policy = PolicyFile::new(POLICY);
+    let guard = Guard::start(
+        chassis.host(),
+        policy.path(),
+        &["--audit-interval", "300ms"],
+    );
+    // Someone with CAP_NET_ADMIN removes the table: plane traffic leaks (the control)...
+    let (code, _, _) = ifpin_in(chassis.host(), &["guard", "--remove"]);
+    assert_eq!(code, Some(0));
+    support::send_udp(chassis.host(), None, control(9_600), 2);
+    assert!(front_control_frames(&front) > 0);
+    front.clear();
+    // ...until the guard's next round puts it back.
+    guard.expect_event("rules-restored", |e| e["type"] == "rules-restored");
+    assert!(table_exists(chassis.host()));
+    support::send_udp(chassis.host(), None, control(9_601), 2);
+    assert_eq!(front_control_frames(&front), 0, "{}", front.describe());
+}

@@ -50,3 +50,10 @@ pub fn watchdog_interval() -> Option<Duration> {
     }
     (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
+
+/// `CLOCK_MONOTONIC` in microseconds, for `MONOTONIC_USEC=` with `RELOADING=1`.
+pub fn monotonic_usec() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1_000)
+        .unwrap_or(0)
+}
