@@ -18,12 +18,12 @@
 //! 3. Start-up to ready, and `--check`, on a policy of 1,000 prefixes.
 //!
 //! `IFPIN_BENCH_ROUNDS` sets the rounds of part 1 (default 51), `IFPIN_BENCH_FLOOD_SECS` the
-//! flood's length (default 30). Without `--bench` (as `cargo test --all-targets` runs it), one
+//! flood's length (default 30); `IFPIN_BENCH_ONLY=traffic` runs part 1 only. Without `--bench` (as `cargo test --all-targets` runs it), one
 //! quick pass checks that the harness works.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ifpin::Policy;
@@ -117,6 +117,14 @@ fn serve() {
     }
 }
 
+/// This process's CPU time (user + system), in seconds.
+fn cpu_secs() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_SELF).unwrap();
+    let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 * 1e-6;
+    t(u.user_time()) + t(u.system_time())
+}
+
 fn stream(secs: f64) {
     netlab::bench::stay_on_cpu(CLIENT_CPU);
     let mut conn = TcpStream::connect(STREAM_SERVER).expect("connect");
@@ -152,6 +160,7 @@ fn udp(secs: f64) {
     socket.connect(UDP_SINK).unwrap();
     let payload = [0u8; 64];
     let start = Instant::now();
+    let cpu = cpu_secs();
     let mut n = 0u64;
     while start.elapsed().as_secs_f64() < secs {
         for _ in 0..64 {
@@ -159,7 +168,13 @@ fn udp(secs: f64) {
         }
         n += 64;
     }
-    println!("{}", n as f64 / start.elapsed().as_secs_f64());
+    // Sends per second, and CPU nanoseconds per send (the machine's other load does not
+    // count in the second).
+    println!(
+        "{} {}",
+        n as f64 / start.elapsed().as_secs_f64(),
+        (cpu_secs() - cpu) * 1e9 / n as f64
+    );
 }
 
 /// `rate` datagrams per second to the plane target through veth-a (so each is dropped), for
@@ -280,7 +295,8 @@ fn orchestrate(plan: Plan) {
         .unwrap()
         .unwrap()
     };
-    let run = |mode: &str, secs: f64| -> f64 {
+    let cpu_per_send = std::cell::RefCell::new((Vec::new(), Vec::new()));
+    let run = |mode: &str, secs: f64, on: bool| -> f64 {
         let out = a
             .command(&me)
             .args([mode, &secs.to_string()])
@@ -291,7 +307,14 @@ fn orchestrate(plan: Plan) {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut fields = text.split_whitespace();
+        let rate = fields.next().unwrap().parse().unwrap();
+        if let Some(cpu) = fields.next().and_then(|c| c.parse::<f64>().ok()) {
+            let mut per = cpu_per_send.borrow_mut();
+            if on { per.1.push(cpu) } else { per.0.push(cpu) }
+        }
+        rate
     };
 
     println!(
@@ -302,6 +325,7 @@ fn orchestrate(plan: Plan) {
         "| traffic | without (median) | with the guard (median) | ratio with/without, median [95% CI] |\n|---|---|---|---|"
     );
     let mut per_packet = Vec::new();
+    let mut udp_without = Vec::new();
     for (mode, title, unit, scale) in [
         ("--stream", "TCP throughput", "Gbit/s", 8e-9),
         ("--connect", "TCP connect + RST close", "connects/s", 1.0),
@@ -316,7 +340,7 @@ fn orchestrate(plan: Plan) {
             };
             for on in order {
                 set_guard(on);
-                let r = run(mode, plan.secs);
+                let r = run(mode, plan.secs, on);
                 if on {
                     with.push(r);
                 } else {
@@ -334,6 +358,7 @@ fn orchestrate(plan: Plan) {
             ratios.median()
         );
         if mode == "--udp" {
+            udp_without = without.clone();
             per_packet = with
                 .iter()
                 .zip(&without)
@@ -343,11 +368,29 @@ fn orchestrate(plan: Plan) {
     }
     let pp = Ratios::new(per_packet.clone());
     let (low, high) = pp.ci95();
+    let (cpu_without, cpu_with) = cpu_per_send.borrow().clone();
+    let cpu_delta = Ratios::new(
+        cpu_with
+            .iter()
+            .zip(&cpu_without)
+            .map(|(w, o)| w - o)
+            .collect(),
+    );
+    let (clow, chigh) = cpu_delta.ci95();
     println!(
-        "\nCost of the guard's rules per sent packet (time per UDP send with minus without, paired): median {:.0} ns [95% CI {low:.0}, {high:.0}]\n",
-        pp.median()
+        "\nCost of the guard's rules per sent packet, paired rounds of UDP sends (each packet passes postrouting in the sender's namespace):\n\n\
+         | measure | without (median) | difference with the guard, median [95% CI] |\n|---|---|---|\n\
+         | wall time per send | {:.0} ns | {:.0} ns [{low:.0}, {high:.0}] |\n\
+         | CPU time per send (user + system; other load does not count) | {:.0} ns | {:.0} ns [{clow:.0}, {chigh:.0}] |\n",
+        1e9 / median(udp_without.clone()),
+        pp.median(),
+        median(cpu_without.clone()),
+        cpu_delta.median(),
     );
 
+    if std::env::var("IFPIN_BENCH_ONLY").is_ok_and(|v| v == "traffic") {
+        return;
+    }
     // The flood.
     let policy_file =
         std::env::temp_dir().join(format!("ifpin-guard-bench-{}.toml", std::process::id()));

@@ -13,8 +13,9 @@
 //! - **egress** (`postrouting`: locally sent and forwarded packets alike, after routing):
 //!   a packet whose destination *or* source lies in the plane's prefixes, leaving through
 //!   anything but the plane's interface, is logged and dropped ([`LogRule::Egress`]);
-//! - **spoofed source** (`prerouting`, before routing): a packet arriving through another
-//!   interface with a source in the plane's prefixes ([`LogRule::SpoofedSource`]);
+//! - **spoofed source** (`input` for this host, `forward` for packets routed through it): a
+//!   packet arriving through another interface with a source in the plane's prefixes
+//!   ([`LogRule::SpoofedSource`]);
 //! - **plane port** (`input`): a new TCP connection (SYN) or a UDP datagram to one of the
 //!   plane's ports arriving through another interface ([`LogRule::PlanePort`]).
 //!
@@ -48,10 +49,9 @@ pub const TABLE: &str = "ifpin";
 pub const DEFAULT_LOG_GROUP: u16 = 7517;
 
 /// Priority of the guard's base chains. Any priority holds, since in nftables a `drop` in
-/// any base chain is final whatever other chains accept; `prerouting` runs at -300, before
-/// connection tracking, so spoofed packets create no conntrack entry.
-const PRIO_PREROUTING: i32 = -300;
+/// any base chain is final whatever other chains accept.
 const PRIO_INPUT: i32 = 0;
+const PRIO_FORWARD: i32 = 0;
 const PRIO_POSTROUTING: i32 = 0;
 
 /// Errors of the guard's kernel side.
@@ -257,37 +257,24 @@ fn chain_stem(plane: &str, index: usize, taken: &mut Vec<String>) -> String {
 }
 
 /// The guard's table for `policy`, with each plane's interface as `bindings` resolve it.
+///
+/// Laid out so that traffic the policy does not touch costs little: each packet passes one
+/// of the guard's base chains on the way in (`input` if it is for this host, `forward` if
+/// it is routed through) and one on the way out (`postrouting`), and there meets only set
+/// lookups of its addresses (and ports) per plane. Only a packet that involves a plane
+/// jumps to the plane's chain, where the plane's own interface (index and name) and
+/// loopback return, and anything else is logged and dropped.
 pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOptions) -> Table {
     let mut sets = Vec::new();
     let mut chains = Vec::new();
-    let lo = || vec![Match::Iif(1), Match::IifName("lo".to_owned())];
-    let mut postrouting = Chain {
-        name: "postrouting".to_owned(),
-        hook: Some((Hook::Postrouting, PRIO_POSTROUTING)),
-        rules: vec![Rule {
-            matches: vec![Match::Oif(1), Match::OifName("lo".to_owned())],
-            action: Action::Accept,
-            comment: "loopback never leaves the host".to_owned(),
-        }],
+    let base = |name: &str, hook: Hook, priority: i32| Chain {
+        name: name.to_owned(),
+        hook: Some((hook, priority)),
+        rules: Vec::new(),
     };
-    let mut prerouting = Chain {
-        name: "prerouting".to_owned(),
-        hook: Some((Hook::Prerouting, PRIO_PREROUTING)),
-        rules: vec![Rule {
-            matches: lo(),
-            action: Action::Accept,
-            comment: "loopback never came from outside".to_owned(),
-        }],
-    };
-    let mut input = Chain {
-        name: "input".to_owned(),
-        hook: Some((Hook::Input, PRIO_INPUT)),
-        rules: vec![Rule {
-            matches: lo(),
-            action: Action::Accept,
-            comment: "loopback never came from outside".to_owned(),
-        }],
-    };
+    let mut input = base("input", Hook::Input, PRIO_INPUT);
+    let mut forward = base("forward", Hook::Forward, PRIO_FORWARD);
+    let mut postrouting = base("postrouting", Hook::Postrouting, PRIO_POSTROUTING);
     let mut taken = Vec::new();
     for (i, plane) in policy.planes().iter().enumerate() {
         let binding = bindings
@@ -309,32 +296,56 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
             .filter(|n| n.addr().is_ipv6())
             .copied()
             .collect();
-        let hit = |rule: LogRule| Rule {
-            matches: Vec::new(),
-            action: Action::Log {
-                group: options.log_group,
-                prefix: log_prefix(rule, &plane.name),
-                drop: !options.observe,
-            },
-            comment: format!(
-                "plane {}: {}",
-                plane.name,
-                match rule {
-                    LogRule::Egress => "plane traffic leaving through another interface",
-                    LogRule::SpoofedSource => "plane source arriving through another interface",
-                    LogRule::PlanePort => "plane port opened through another interface",
-                }
-            ),
-        };
-        let on_plane_out = Rule {
-            matches: vec![Match::Oif(index), Match::OifName(binding.name.clone())],
-            action: Action::Return,
-            comment: format!("plane {}: its own interface", plane.name),
-        };
-        let on_plane_in = Rule {
-            matches: vec![Match::Iif(index), Match::IifName(binding.name.clone())],
-            action: Action::Return,
-            comment: format!("plane {}: its own interface", plane.name),
+        // The plane's chain for one rule: its interface and loopback pass, the rest is
+        // logged and dropped (observing: logged, counted and accepted, so that a packet
+        // matching twice is reported once).
+        let check = |name: String, rule: LogRule, outgoing: bool| {
+            let (own, lo) = if outgoing {
+                (
+                    vec![Match::Oif(index), Match::OifName(binding.name.clone())],
+                    vec![Match::Oif(1), Match::OifName("lo".to_owned())],
+                )
+            } else {
+                (
+                    vec![Match::Iif(index), Match::IifName(binding.name.clone())],
+                    vec![Match::Iif(1), Match::IifName("lo".to_owned())],
+                )
+            };
+            Chain {
+                name,
+                hook: None,
+                rules: vec![
+                    Rule {
+                        matches: own,
+                        action: Action::Return,
+                        comment: format!("plane {}: its own interface", plane.name),
+                    },
+                    Rule {
+                        matches: lo,
+                        action: Action::Return,
+                        comment: "loopback never leaves the host".to_owned(),
+                    },
+                    Rule {
+                        matches: Vec::new(),
+                        action: Action::Log {
+                            group: options.log_group,
+                            prefix: log_prefix(rule, &plane.name),
+                            drop: !options.observe,
+                        },
+                        comment: format!(
+                            "plane {}: {}",
+                            plane.name,
+                            match rule {
+                                LogRule::Egress =>
+                                    "plane traffic leaving through another interface",
+                                LogRule::SpoofedSource =>
+                                    "plane source arriving through another interface",
+                                LogRule::PlanePort => "plane port opened through another interface",
+                            }
+                        ),
+                    },
+                ],
+            }
         };
         let mut families = Vec::new();
         if !v4.is_empty() {
@@ -355,57 +366,25 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
         }
         if !families.is_empty() {
             let egress = format!("{stem}_egress");
-            let egress_hit = format!("{stem}_egress_drop");
-            let mut rules = vec![on_plane_out];
+            let ingress = format!("{stem}_ingress");
+            chains.push(check(egress.clone(), LogRule::Egress, true));
+            chains.push(check(ingress.clone(), LogRule::SpoofedSource, false));
             for (family, set) in &families {
                 for end in [End::Destination, End::Source] {
-                    rules.push(Rule {
+                    postrouting.rules.push(Rule {
                         matches: vec![Match::Addr(*family, end, set.clone())],
-                        action: Action::Goto(egress_hit.clone()),
+                        action: Action::Jump(egress.clone()),
                         comment: format!("plane {}: its prefixes", plane.name),
                     });
                 }
+                for chain in [&mut input, &mut forward] {
+                    chain.rules.push(Rule {
+                        matches: vec![Match::Addr(*family, End::Source, set.clone())],
+                        action: Action::Jump(ingress.clone()),
+                        comment: format!("plane {}: a source in its prefixes", plane.name),
+                    });
+                }
             }
-            chains.push(Chain {
-                name: egress.clone(),
-                hook: None,
-                rules,
-            });
-            chains.push(Chain {
-                name: egress_hit,
-                hook: None,
-                rules: vec![hit(LogRule::Egress)],
-            });
-            postrouting.rules.push(Rule {
-                matches: Vec::new(),
-                action: Action::Jump(egress),
-                comment: format!("plane {}", plane.name),
-            });
-            let spoof = format!("{stem}_ingress");
-            let spoof_hit = format!("{stem}_spoof_drop");
-            let mut rules = vec![on_plane_in.clone()];
-            for (family, set) in &families {
-                rules.push(Rule {
-                    matches: vec![Match::Addr(*family, End::Source, set.clone())],
-                    action: Action::Goto(spoof_hit.clone()),
-                    comment: format!("plane {}: a source in its prefixes", plane.name),
-                });
-            }
-            chains.push(Chain {
-                name: spoof.clone(),
-                hook: None,
-                rules,
-            });
-            chains.push(Chain {
-                name: spoof_hit,
-                hook: None,
-                rules: vec![hit(LogRule::SpoofedSource)],
-            });
-            prerouting.rules.push(Rule {
-                matches: Vec::new(),
-                action: Action::Jump(spoof),
-                comment: format!("plane {}", plane.name),
-            });
         }
         if !plane.ports.is_empty() {
             let set = format!("{stem}_ports");
@@ -414,38 +393,21 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
                 kind: SetKind::Ports(plane.ports.clone()),
             });
             let service = format!("{stem}_service");
-            let service_hit = format!("{stem}_service_drop");
-            chains.push(Chain {
-                name: service.clone(),
-                hook: None,
-                rules: vec![
-                    on_plane_in,
-                    Rule {
-                        matches: vec![Match::TcpSynToPort(set.clone())],
-                        action: Action::Goto(service_hit.clone()),
-                        comment: format!("plane {}: a connection to its ports", plane.name),
-                    },
-                    Rule {
-                        matches: vec![Match::UdpToPort(set)],
-                        action: Action::Goto(service_hit.clone()),
-                        comment: format!("plane {}: a datagram to its ports", plane.name),
-                    },
-                ],
-            });
-            chains.push(Chain {
-                name: service_hit,
-                hook: None,
-                rules: vec![hit(LogRule::PlanePort)],
+            chains.push(check(service.clone(), LogRule::PlanePort, false));
+            input.rules.push(Rule {
+                matches: vec![Match::TcpSynToPort(set.clone())],
+                action: Action::Jump(service.clone()),
+                comment: format!("plane {}: a connection to its ports", plane.name),
             });
             input.rules.push(Rule {
-                matches: Vec::new(),
+                matches: vec![Match::UdpToPort(set)],
                 action: Action::Jump(service),
-                comment: format!("plane {}", plane.name),
+                comment: format!("plane {}: a datagram to its ports", plane.name),
             });
         }
     }
-    chains.push(prerouting);
     chains.push(input);
+    chains.push(forward);
     chains.push(postrouting);
     Table {
         name: options.table.clone(),
@@ -527,15 +489,15 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("meta oif 1 meta oifname \"lo\" accept"),
+            text.contains("meta oif 1 meta oifname \"lo\" return"),
             "{text}"
         );
         assert!(
-            text.contains("ip daddr @backplane_v4 goto backplane_egress_drop"),
+            text.contains("ip daddr @backplane_v4 jump backplane_egress"),
             "{text}"
         );
         assert!(
-            text.contains("ip6 saddr @backplane_v6 goto backplane_spoof_drop"),
+            text.contains("ip6 saddr @backplane_v6 jump backplane_ingress"),
             "{text}"
         );
         assert!(text.contains("tcp dport @backplane_ports"), "{text}");

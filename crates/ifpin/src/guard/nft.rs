@@ -128,6 +128,8 @@ const TYPE_INET_SERVICE: u32 = 13;
 pub enum Hook {
     /// Every packet that arrives, before routing (`NF_INET_PRE_ROUTING`).
     Prerouting,
+    /// Packets routed through this host, after routing (`NF_INET_FORWARD`).
+    Forward,
     /// Packets for this host, after routing (`NF_INET_LOCAL_IN`).
     Input,
     /// Every packet that leaves, local or forwarded, after routing (`NF_INET_POST_ROUTING`).
@@ -139,6 +141,7 @@ impl Hook {
         match self {
             Hook::Prerouting => 0,
             Hook::Input => 1,
+            Hook::Forward => 2,
             Hook::Postrouting => 4,
         }
     }
@@ -147,6 +150,7 @@ impl Hook {
         match self {
             Hook::Prerouting => "prerouting",
             Hook::Input => "input",
+            Hook::Forward => "forward",
             Hook::Postrouting => "postrouting",
         }
     }
