@@ -79,7 +79,7 @@ fn check_prints_the_rules_and_changes_nothing() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("elements = { 10.99.0.0/16, 10.10.0.0/24 }"),
+        stdout.contains("ip saddr 10.10.0.0/24 jump backplane_egress"),
         "{stdout}"
     );
     assert!(!table_exists(chassis.host()), "--check installed something");

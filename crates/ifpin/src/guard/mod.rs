@@ -48,6 +48,11 @@ pub const TABLE: &str = "ifpin";
 /// The NFLOG group the guard logs drops to, unless told otherwise.
 pub const DEFAULT_LOG_GROUP: u16 = 7517;
 
+/// Up to this many prefixes per plane and family are matched inline (load, mask, compare:
+/// about 20 ns per prefix and address on the machine of `BENCHMARKS.md`); more go to an
+/// interval set, whose lookup costs about 100 ns whatever its size.
+const INLINE_PREFIXES: usize = 4;
+
 /// Priority of the guard's base chains. Any priority holds, since in nftables a `drop` in
 /// any base chain is final whatever other chains accept.
 const PRIO_INPUT: i32 = 0;
@@ -347,42 +352,58 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
                 ],
             }
         };
-        let mut families = Vec::new();
-        if !v4.is_empty() {
-            let name = format!("{stem}_v4");
-            sets.push(Set {
-                name: name.clone(),
-                kind: SetKind::V4(v4),
-            });
-            families.push((Family::V4, name));
+        // How each family's addresses are matched: inline prefixes, or one interval set.
+        let mut matchers: Vec<Box<dyn Fn(End) -> Vec<Vec<Match>>>> = Vec::new();
+        for (family, nets, suffix) in [(Family::V4, v4, "v4"), (Family::V6, v6, "v6")] {
+            if nets.is_empty() {
+                continue;
+            }
+            let merged = nft::merged_prefixes(&nets);
+            if merged.len() <= INLINE_PREFIXES {
+                matchers.push(Box::new(move |end| {
+                    merged
+                        .iter()
+                        .map(|n| vec![Match::Prefix(end, *n)])
+                        .collect()
+                }));
+            } else {
+                let name = format!("{stem}_{suffix}");
+                sets.push(Set {
+                    name: name.clone(),
+                    kind: if family == Family::V4 {
+                        SetKind::V4(nets)
+                    } else {
+                        SetKind::V6(nets)
+                    },
+                });
+                matchers.push(Box::new(move |end| {
+                    vec![vec![Match::Addr(family, end, name.clone())]]
+                }));
+            }
         }
-        if !v6.is_empty() {
-            let name = format!("{stem}_v6");
-            sets.push(Set {
-                name: name.clone(),
-                kind: SetKind::V6(v6),
-            });
-            families.push((Family::V6, name));
-        }
-        if !families.is_empty() {
+        if !matchers.is_empty() {
             let egress = format!("{stem}_egress");
             let ingress = format!("{stem}_ingress");
             chains.push(check(egress.clone(), LogRule::Egress, true));
             chains.push(check(ingress.clone(), LogRule::SpoofedSource, false));
-            for (family, set) in &families {
+            for matcher in &matchers {
                 for end in [End::Destination, End::Source] {
-                    postrouting.rules.push(Rule {
-                        matches: vec![Match::Addr(*family, end, set.clone())],
-                        action: Action::Jump(egress.clone()),
-                        comment: format!("plane {}: its prefixes", plane.name),
-                    });
+                    for matches in matcher(end) {
+                        postrouting.rules.push(Rule {
+                            matches,
+                            action: Action::Jump(egress.clone()),
+                            comment: format!("plane {}: its prefixes", plane.name),
+                        });
+                    }
                 }
-                for chain in [&mut input, &mut forward] {
-                    chain.rules.push(Rule {
-                        matches: vec![Match::Addr(*family, End::Source, set.clone())],
-                        action: Action::Jump(ingress.clone()),
-                        comment: format!("plane {}: a source in its prefixes", plane.name),
-                    });
+                for matches in matcher(End::Source) {
+                    for chain in [&mut input, &mut forward] {
+                        chain.rules.push(Rule {
+                            matches: matches.clone(),
+                            action: Action::Jump(ingress.clone()),
+                            comment: format!("plane {}: a source in its prefixes", plane.name),
+                        });
+                    }
                 }
             }
         }
@@ -456,6 +477,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn many_prefixes_go_to_an_interval_set() {
+        let prefixes: Vec<String> = (0..5).map(|i| format!("'10.{i}.0.0/16'")).collect();
+        let text = format!(
+            "[[plane]]\nname='bp'\ninterface='ctl0'\nprefixes=[{}, '10.0.1.0/24']\n",
+            prefixes.join(",")
+        );
+        let policy = Policy::parse(&text, "t.toml").unwrap();
+        let table = ruleset(&policy, &[], &GuardOptions::default());
+        let text = nft::render_table(&table);
+        assert!(text.contains("ip daddr @bp_v4 jump bp_egress"), "{text}");
+        assert!(text.contains("ip saddr @bp_v4 jump bp_ingress"), "{text}");
+        assert!(!text.contains("ip daddr 10."), "{text}");
+        // Covered prefixes are merged before counting: 10.0.1.0/24 is inside 10.0.0.0/16.
+        assert_eq!(nft::merged_prefixes(&policy.planes()[0].prefixes).len(), 5);
+    }
+
+    #[test]
     fn prefixes_round_trip() {
         let p = log_prefix(LogRule::SpoofedSource, "back plane");
         assert_eq!(
@@ -493,11 +531,11 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("ip daddr @backplane_v4 jump backplane_egress"),
+            text.contains("ip daddr 10.99.0.0/16 jump backplane_egress"),
             "{text}"
         );
         assert!(
-            text.contains("ip6 saddr @backplane_v6 jump backplane_ingress"),
+            text.contains("ip6 saddr fd99::/16 jump backplane_ingress"),
             "{text}"
         );
         assert!(text.contains("tcp dport @backplane_ports"), "{text}");

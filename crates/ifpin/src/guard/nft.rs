@@ -187,6 +187,8 @@ pub enum Match {
     OifName(String),
     /// The packet's family and one of its addresses is in a set (`ip daddr @set`).
     Addr(Family, End, String),
+    /// The packet's family and one of its addresses is in a prefix (`ip daddr 10.0.0.0/8`).
+    Prefix(End, IpNet),
     /// A TCP segment that opens a connection (SYN without ACK, RST or FIN) to a port in a
     /// set.
     TcpSynToPort(String),
@@ -528,6 +530,19 @@ pub(crate) fn set_elements(kind: &SetKind) -> Vec<(Vec<u8>, bool)> {
     }
 }
 
+/// `nets` without the prefixes another one covers (each address range once).
+pub fn merged_prefixes(nets: &[IpNet]) -> Vec<IpNet> {
+    let mut out: Vec<IpNet> = Vec::new();
+    let mut sorted = nets.to_vec();
+    sorted.sort_by_key(|n| n.prefix_len());
+    for net in sorted {
+        if !out.iter().any(|o| o.contains(&net)) {
+            out.push(net);
+        }
+    }
+    out
+}
+
 fn merge(ranges: impl Iterator<Item = (u128, u128)>) -> Vec<(u128, u128)> {
     let mut ranges: Vec<(u128, u128)> = ranges.collect();
     ranges.sort_unstable();
@@ -624,6 +639,37 @@ fn exprs_of<'a>(table: &Table, rule: &'a Rule) -> Vec<Expr<'a>> {
                 out.push(Expr::Cmp(vec![proto]));
                 out.push(Expr::Payload(NFT_PAYLOAD_NETWORK_HEADER, offset, len));
                 out.push(Expr::Lookup(set, set_id_of(table, set)));
+            }
+            Match::Prefix(end, net) => {
+                let (proto, offset, network, mask) = match net {
+                    IpNet::V4(n) => (
+                        NFPROTO_IPV4,
+                        if *end == End::Source { 12 } else { 16 },
+                        n.network().octets().to_vec(),
+                        n.netmask().octets().to_vec(),
+                    ),
+                    IpNet::V6(n) => (
+                        NFPROTO_IPV6,
+                        if *end == End::Source { 8 } else { 24 },
+                        n.network().octets().to_vec(),
+                        n.netmask().octets().to_vec(),
+                    ),
+                };
+                out.push(Expr::Meta(NFT_META_NFPROTO));
+                out.push(Expr::Cmp(vec![proto]));
+                // Only the bytes the prefix covers are loaded and compared.
+                let bytes = (net.prefix_len() as usize).div_ceil(8);
+                if bytes > 0 {
+                    out.push(Expr::Payload(
+                        NFT_PAYLOAD_NETWORK_HEADER,
+                        offset,
+                        bytes as u32,
+                    ));
+                    if net.prefix_len() % 8 != 0 {
+                        out.push(Expr::Bitwise(mask[..bytes].to_vec()));
+                    }
+                    out.push(Expr::Cmp(network[..bytes].to_vec()));
+                }
             }
             Match::TcpSynToPort(set) => {
                 out.push(Expr::Meta(NFT_META_L4PROTO));
@@ -775,6 +821,14 @@ pub fn render_rule(rule: &Rule) -> String {
                     Family::V4 => "ip",
                     Family::V6 => "ip6",
                 },
+                match end {
+                    End::Source => "saddr",
+                    End::Destination => "daddr",
+                }
+            ),
+            Match::Prefix(end, net) => format!(
+                "{} {} {net}",
+                if net.addr().is_ipv4() { "ip" } else { "ip6" },
                 match end {
                     End::Source => "saddr",
                     End::Destination => "daddr",
