@@ -674,12 +674,13 @@ fn exprs_of<'a>(table: &Table, rule: &'a Rule) -> Vec<Expr<'a>> {
             Match::TcpSynToPort(set) => {
                 out.push(Expr::Meta(NFT_META_L4PROTO));
                 out.push(Expr::Cmp(vec![libc::IPPROTO_TCP as u8]));
-                out.push(Expr::Payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2));
-                out.push(Expr::Lookup(set, set_id_of(table, set)));
-                // flags & (FIN|SYN|RST|ACK) == SYN
+                // flags & (FIN|SYN|RST|ACK) == SYN first: most segments fail it, before the
+                // port lookup.
                 out.push(Expr::Payload(NFT_PAYLOAD_TRANSPORT_HEADER, 13, 1));
                 out.push(Expr::Bitwise(vec![0x17]));
                 out.push(Expr::Cmp(vec![0x02]));
+                out.push(Expr::Payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2));
+                out.push(Expr::Lookup(set, set_id_of(table, set)));
             }
             Match::UdpToPort(set) => {
                 out.push(Expr::Meta(NFT_META_L4PROTO));
@@ -835,7 +836,7 @@ pub fn render_rule(rule: &Rule) -> String {
                 }
             ),
             Match::TcpSynToPort(set) => {
-                format!("tcp dport @{set} tcp flags & (fin|syn|rst|ack) == syn")
+                format!("tcp flags & (fin|syn|rst|ack) == syn tcp dport @{set}")
             }
             Match::UdpToPort(set) => format!("udp dport @{set}"),
         });
