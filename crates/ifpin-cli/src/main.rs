@@ -10,6 +10,7 @@ mod audit;
 mod demo;
 mod exec;
 mod exit;
+mod guard;
 mod probe;
 mod text;
 
@@ -47,6 +48,8 @@ enum Command {
     /// Internal: one vector of `ifpin demo`'s levels section, run as the confined program.
     #[command(name = "demo-vector", hide = true)]
     DemoVector(demo::VectorArgs),
+    /// Hold this network namespace to the policy, name who tried, export metrics.
+    Guard(guard::Args),
 }
 
 impl Command {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Exec(args) => exec::run(args),
         Command::Audit(args) => audit::run(args),
         Command::DemoVector(args) => demo::run_vector(args),
+        Command::Guard(args) => guard::run(args),
     };
     exit::finish(result, format)
 }

@@ -31,6 +31,7 @@ pub mod cgroup;
 pub mod confine;
 mod error;
 pub mod exec;
+pub mod guard;
 pub mod interface;
 mod level;
 pub mod linkwatch;

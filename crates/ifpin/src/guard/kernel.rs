@@ -1,0 +1,194 @@
+//! Sends nf_tables batches over `NETLINK_NETFILTER` and reads the kernel's answers.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::GuardError;
+use super::nft::{Batch, NFNL_SUBSYS_NFTABLES};
+
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+/// How long to wait for the kernel's answers to a batch.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An nf_tables netlink socket.
+pub(crate) struct Nft {
+    socket: Socket,
+    seq: u32,
+}
+
+impl Nft {
+    pub(crate) fn open() -> Result<Nft, GuardError> {
+        let err = |call: &'static str| move |source| GuardError::Netlink { call, source };
+        let mut socket =
+            Socket::new(NETLINK_NETFILTER).map_err(err("socket(NETLINK_NETFILTER)"))?;
+        socket.bind(&SocketAddr::new(0, 0)).map_err(err("bind"))?;
+        // Error messages from the kernel (which attribute was wrong) when it has them.
+        let _ = socket.set_ext_ack(true);
+        let seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs() as u32);
+        Ok(Nft { socket, seq })
+    }
+
+    pub(crate) fn next_seq(&mut self, count: usize) -> u32 {
+        let first = self.seq;
+        self.seq = self.seq.wrapping_add(count as u32 + 8);
+        first
+    }
+
+    /// Sends a batch and waits for an acknowledgement of every message that asked for one;
+    /// the first error names the message it answered.
+    pub(crate) fn transact(&mut self, batch: &Batch) -> Result<(), GuardError> {
+        self.socket
+            .send(batch.bytes(), 0)
+            .map_err(|source| GuardError::Netlink {
+                call: "send (nf_tables batch)",
+                source,
+            })?;
+        let mut pending: std::collections::BTreeSet<u32> = batch.acked().collect();
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut first_error: Option<(u32, i32)> = None;
+        let mut deadline = deadline;
+        while !pending.is_empty() {
+            if let Err(err) = self.wait(deadline) {
+                if first_error.is_some() {
+                    break; // after a failure the kernel need not answer every message
+                }
+                return Err(err);
+            }
+            buf.clear();
+            self.socket
+                .recv(&mut buf, 0)
+                .map_err(|source| GuardError::Netlink {
+                    call: "recv (nf_tables answer)",
+                    source,
+                })?;
+            for (seq, errno) in acks(&buf) {
+                pending.remove(&seq);
+                if errno != 0 && first_error.is_none() {
+                    first_error = Some((seq, errno));
+                    deadline = deadline.min(Instant::now() + Duration::from_millis(200));
+                }
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some((seq, errno)) => {
+                let what = batch
+                    .what
+                    .iter()
+                    .find(|(s, _)| *s == seq)
+                    .map_or_else(|| "the nf_tables batch".to_owned(), |(_, w)| w.clone());
+                Err(GuardError::Kernel {
+                    what,
+                    source: io::Error::from_raw_os_error(errno),
+                })
+            }
+        }
+    }
+
+    /// Whether the table exists (a `GETTABLE` answered by the table, or `ENOENT`).
+    pub(crate) fn table_exists(&mut self, name: &str) -> Result<bool, GuardError> {
+        let seq = self.next_seq(1);
+        let request = super::nft::get_table(name, seq);
+        self.socket
+            .send(request.bytes(), 0)
+            .map_err(|source| GuardError::Netlink {
+                call: "send (get table)",
+                source,
+            })?;
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut found = false;
+        loop {
+            self.wait(deadline)?;
+            buf.clear();
+            self.socket
+                .recv(&mut buf, 0)
+                .map_err(|source| GuardError::Netlink {
+                    call: "recv (get table)",
+                    source,
+                })?;
+            for (ty, errno) in messages(&buf) {
+                if ty == (NFNL_SUBSYS_NFTABLES << 8) | super::nft::NFT_MSG_NEWTABLE {
+                    found = true;
+                } else if ty == NLMSG_ERROR {
+                    return match errno {
+                        0 => Ok(found),
+                        e if e == libc::ENOENT => Ok(false),
+                        e => Err(GuardError::Kernel {
+                            what: format!("get table inet {name}"),
+                            source: io::Error::from_raw_os_error(e),
+                        }),
+                    };
+                } else if ty == NLMSG_DONE {
+                    return Ok(found);
+                }
+            }
+        }
+    }
+
+    fn wait(&self, deadline: Instant) -> Result<(), GuardError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(0) => Err(GuardError::Netlink {
+                call: "waiting for the kernel's answer",
+                source: io::Error::from(io::ErrorKind::TimedOut),
+            }),
+            Ok(_) => Ok(()),
+            Err(nix::errno::Errno::EINTR) => Ok(()),
+            Err(e) => Err(GuardError::Netlink {
+                call: "poll",
+                source: e.into(),
+            }),
+        }
+    }
+}
+
+/// `(sequence number, errno)` of every `NLMSG_ERROR` in a datagram (errno 0: an ack).
+fn acks(mut bytes: &[u8]) -> Vec<(u32, i32)> {
+    let mut out = Vec::new();
+    while bytes.len() >= 16 {
+        let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        if len < 16 || len > bytes.len() {
+            break;
+        }
+        let ty = u16::from_ne_bytes([bytes[4], bytes[5]]);
+        let seq = u32::from_ne_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        if ty == NLMSG_ERROR && len >= 20 {
+            let code = i32::from_ne_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
+            out.push((seq, -code));
+        }
+        bytes = bytes.get((len + 3) & !3..).unwrap_or(&[]);
+    }
+    out
+}
+
+/// `(type, errno)` of every message in a datagram (errno only for `NLMSG_ERROR`).
+fn messages(mut bytes: &[u8]) -> Vec<(u16, i32)> {
+    let mut out = Vec::new();
+    while bytes.len() >= 16 {
+        let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        if len < 16 || len > bytes.len() {
+            break;
+        }
+        let ty = u16::from_ne_bytes([bytes[4], bytes[5]]);
+        let errno = if ty == NLMSG_ERROR && len >= 20 {
+            -i32::from_ne_bytes([bytes[16], bytes[17], bytes[18], bytes[19]])
+        } else {
+            0
+        };
+        out.push((ty, errno));
+        bytes = bytes.get((len + 3) & !3..).unwrap_or(&[]);
+    }
+    out
+}
