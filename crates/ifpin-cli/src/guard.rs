@@ -87,7 +87,7 @@ pub struct Args {
 
     /// Print JSON lines even on a terminal (they are the default when stdout is not one).
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 const LONG_HELP: &str = r#"What is held, for every plane of the policy, in this network namespace, whoever sends

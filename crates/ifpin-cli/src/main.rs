@@ -61,6 +61,7 @@ impl Command {
             Command::Probe(args) if args.json => ErrorFormat::Json(Stream::Stdout),
             Command::Audit(args) if args.json => ErrorFormat::Json(Stream::Stdout),
             Command::Exec(args) if args.json => ErrorFormat::Json(Stream::Stderr),
+            Command::Guard(args) if args.json => ErrorFormat::Json(Stream::Stdout),
             _ => ErrorFormat::Text,
         }
     }
