@@ -600,24 +600,30 @@ impl Guard {
         } else {
             "drop"
         };
+        // Counted per (rule, plane, interface) for the batch, then added to the metrics once
+        // per label set: a flood costs a hash lookup per packet, not a metric lookup.
+        let mut counts: HashMap<(g::LogRule, &str, Option<u32>), u64> = HashMap::new();
         for p in &packets {
-            let interface = match p.rule {
-                g::LogRule::Egress => self.ifname(p.out_index),
-                _ => self.ifname(p.in_index),
+            let index = match p.rule {
+                g::LogRule::Egress => p.out_index,
+                _ => p.in_index,
             };
-            self.metrics
-                .drops
-                .get_or_create(&DropLabels {
-                    plane: p.plane.clone(),
-                    rule: p.rule.as_str().to_owned(),
-                    interface,
-                    direction: p.rule.direction().to_owned(),
-                    action: action.to_owned(),
-                })
-                .inc();
+            *counts.entry((p.rule, p.plane.as_str(), index)).or_default() += 1;
             if let Recorded::New(key) = self.flows.record(p, now, instant) {
                 self.pending_owner.push(key);
             }
+        }
+        for ((rule, plane, index), n) in counts {
+            self.metrics
+                .drops
+                .get_or_create(&DropLabels {
+                    plane: plane.to_owned(),
+                    rule: rule.as_str().to_owned(),
+                    interface: self.ifname(index),
+                    direction: rule.direction().to_owned(),
+                    action: action.to_owned(),
+                })
+                .inc_by(n);
         }
         self.metrics.flows_tracked.set(self.flows.len() as i64);
         self.metrics_dirty = true;

@@ -175,10 +175,11 @@ impl LogReader {
         let mut mode = 128u32.to_be_bytes().to_vec();
         mode.extend_from_slice(&[NFULNL_COPY_PACKET, 0]);
         b.attr(NFULA_CFG_MODE, &mode);
-        // Flush at least every 100 ms, or when 64 messages are queued, in 64 KiB datagrams.
+        // Flush at least every 100 ms, or when 128 messages are queued, in datagrams of up to
+        // 128 KiB (128 messages of at most ~300 bytes fit).
         b.u32be(NFULA_CFG_TIMEOUT, 10);
-        b.u32be(NFULA_CFG_QTHRESH, 64);
-        b.u32be(NFULA_CFG_NLBUFSIZ, 65536);
+        b.u32be(NFULA_CFG_QTHRESH, 128);
+        b.u32be(NFULA_CFG_NLBUFSIZ, 131_072);
         b.end();
         b.what.push((seq, format!("configure NFLOG group {group}")));
         match reader.configure(&b) {

@@ -773,9 +773,9 @@ fn encode_rule(b: &mut Batch, table: &Table, chain: &str, rule: &Rule) {
                 // The headers are all the guard reads: 128 bytes hold IPv6 with a few
                 // extension headers and the transport header.
                 b.u32be(NFTA_LOG_SNAPLEN, 128);
-                // Let the kernel batch log messages under a flood (flushed at least every
-                // second, or sooner when this many are queued).
-                b.attr(NFTA_LOG_QTHRESHOLD, &32u16.to_be_bytes());
+                // Let the kernel batch log messages under a flood: one datagram per this many
+                // (or per the group's flush timeout, 100 ms, whichever comes first).
+                b.attr(NFTA_LOG_QTHRESHOLD, &128u16.to_be_bytes());
             }
             Expr::Counter => {
                 b.attr(NFTA_COUNTER_BYTES, &0u64.to_be_bytes());
