@@ -481,7 +481,7 @@ fn flood_round(
     let t0 = Instant::now();
     let flooder = a
         .spawn(
-            a.command(&me)
+            a.command(me)
                 .args([
                     "--flood",
                     "100000",

@@ -353,19 +353,14 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
             }
         };
         // How each family's addresses are matched: inline prefixes, or one interval set.
-        let mut matchers: Vec<Box<dyn Fn(End) -> Vec<Vec<Match>>>> = Vec::new();
+        let mut matchers = Vec::new();
         for (family, nets, suffix) in [(Family::V4, v4, "v4"), (Family::V6, v6, "v6")] {
             if nets.is_empty() {
                 continue;
             }
             let merged = nft::merged_prefixes(&nets);
             if merged.len() <= INLINE_PREFIXES {
-                matchers.push(Box::new(move |end| {
-                    merged
-                        .iter()
-                        .map(|n| vec![Match::Prefix(end, *n)])
-                        .collect()
-                }));
+                matchers.push(AddrMatch::Inline(merged));
             } else {
                 let name = format!("{stem}_{suffix}");
                 sets.push(Set {
@@ -376,9 +371,7 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
                         SetKind::V6(nets)
                     },
                 });
-                matchers.push(Box::new(move |end| {
-                    vec![vec![Match::Addr(family, end, name.clone())]]
-                }));
+                matchers.push(AddrMatch::Set(family, name));
             }
         }
         if !matchers.is_empty() {
@@ -388,7 +381,7 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
             chains.push(check(ingress.clone(), LogRule::SpoofedSource, false));
             for matcher in &matchers {
                 for end in [End::Destination, End::Source] {
-                    for matches in matcher(end) {
+                    for matches in matcher.rules(end) {
                         postrouting.rules.push(Rule {
                             matches,
                             action: Action::Jump(egress.clone()),
@@ -396,7 +389,7 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
                         });
                     }
                 }
-                for matches in matcher(End::Source) {
+                for matches in matcher.rules(End::Source) {
                     for chain in [&mut input, &mut forward] {
                         chain.rules.push(Rule {
                             matches: matches.clone(),
@@ -434,6 +427,24 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
         name: options.table.clone(),
         sets,
         chains,
+    }
+}
+
+/// How one family's prefixes of a plane are matched.
+enum AddrMatch {
+    /// One rule per prefix.
+    Inline(Vec<ipnet::IpNet>),
+    /// One rule with a lookup in this interval set.
+    Set(Family, String),
+}
+
+impl AddrMatch {
+    /// The conditions of each rule that matches address `end`.
+    fn rules(&self, end: End) -> Vec<Vec<Match>> {
+        match self {
+            AddrMatch::Inline(nets) => nets.iter().map(|n| vec![Match::Prefix(end, *n)]).collect(),
+            AddrMatch::Set(family, name) => vec![vec![Match::Addr(*family, end, name.clone())]],
+        }
     }
 }
 
