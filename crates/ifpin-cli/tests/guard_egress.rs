@@ -90,6 +90,19 @@ fn a_socket_bound_to_the_plane_source_cannot_reach_others_through_the_front() {
 
     support::send_udp(chassis.host(), Some(src), dst, 5);
     assert!(from_plane(&front) > 0, "{}", front.describe());
+    let src6 = IpAddr::V6(Chassis::HOST_CTL0_V6);
+    support::send_udp(
+        chassis.host(),
+        Some(src6),
+        SocketAddr::new(IpAddr::V6(Chassis::FRONT_V6), 9_000),
+        5,
+    );
+    front.settle();
+    assert!(
+        front.count(|f| f.src_ip() == Some(src6)) > 0,
+        "{}",
+        front.describe()
+    );
     front.clear();
 
     let policy = PolicyFile::new(POLICY);

@@ -232,8 +232,55 @@ fn metrics_scraped_with_curl_and_the_textfile_pass_promtool() {
     );
     // promtool does fail on a malformed exposition (the check can fail).
     assert!(!check_metrics("ifpin_guard_up{ 1\n").0);
-    // OpenMetrics on request.
     let raw = support::http_get(chassis.host(), addr.parse().unwrap(), "/nothing");
     assert!(raw.starts_with("HTTP/1.1 404"), "{raw}");
+    // The listener goes away: the violation clears, once.
+    drop(_listener);
+    let cleared = guard.expect_event("violation-cleared", |e| e["type"] == "violation-cleared");
+    assert_eq!(cleared["rule"], "unpinned-plane-listener", "{cleared}");
+    std::thread::sleep(Duration::from_millis(1_200));
+    let events = guard.events();
+    let count = |ty: &str| events.iter().filter(|e| e["type"] == ty).count();
+    assert_eq!(count("violation"), 1, "not every round: {events:?}");
+    assert_eq!(count("violation-cleared"), 1, "{events:?}");
     drop(guard);
+}
+
+#[test]
+fn a_flow_that_keeps_dropping_is_reported_again_with_its_count() {
+    if !netlab::require_privileged("a_flow_that_keeps_dropping_is_reported_again_with_its_count") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let policy = PolicyFile::new(POLICY);
+    let guard = Guard::start(
+        chassis.host(),
+        policy.path(),
+        &["--report-interval", "300ms"],
+    );
+    let dst = SocketAddr::new(IpAddr::V4(Chassis::CONTROL_V4), 9_800);
+    // One socket, one flow: three datagrams, then three more after the first report.
+    let socket = chassis
+        .host()
+        .run(|| std::net::UdpSocket::bind("0.0.0.0:0").unwrap())
+        .unwrap();
+    for _ in 0..3 {
+        let _ = socket.send_to(b"x", dst);
+    }
+    let first = guard.expect_event("drop", |e| e["type"] == "drop" && e["dport"] == 9_800);
+    assert_eq!(first["count"], 3, "{first}");
+    assert_eq!(first["owner"]["pids"][0], std::process::id(), "{first}");
+    for _ in 0..3 {
+        let _ = socket.send_to(b"x", dst);
+    }
+    let again = guard.expect_event("flow", |e| e["type"] == "flow" && e["dport"] == 9_800);
+    assert_eq!(again["count"], 6, "{again}");
+    assert_eq!(again["new"], 3, "{again}");
+    assert_eq!(again["first_seen"], first["first_seen"], "{again}");
+    let drops = guard
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "drop" && e["dport"] == 9_800)
+        .count();
+    assert_eq!(drops, 1);
 }

@@ -18,28 +18,30 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
+// Numbers the `libc` crate has are taken from it; the attribute numbers it lacks are written
+// out, in the order of their kernel enums.
 // --- netlink and nfnetlink numbers (linux/netlink.h, linux/netfilter/nfnetlink.h) ---
-pub(crate) const NLM_F_REQUEST: u16 = 0x1;
-pub(crate) const NLM_F_ACK: u16 = 0x4;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_APPEND: u16 = 0x800;
-const NLA_F_NESTED: u16 = 0x8000;
-const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
-const NFNL_MSG_BATCH_END: u16 = 0x11;
-pub(crate) const NFNL_SUBSYS_NFTABLES: u16 = 10;
-pub(crate) const NFPROTO_INET: u8 = 1;
-const NFPROTO_IPV4: u8 = 2;
-const NFPROTO_IPV6: u8 = 10;
+pub(crate) const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
+pub(crate) const NLM_F_ACK: u16 = libc::NLM_F_ACK as u16;
+const NLM_F_EXCL: u16 = libc::NLM_F_EXCL as u16;
+const NLM_F_CREATE: u16 = libc::NLM_F_CREATE as u16;
+const NLM_F_APPEND: u16 = libc::NLM_F_APPEND as u16;
+const NLA_F_NESTED: u16 = libc::NLA_F_NESTED as u16;
+const NFNL_MSG_BATCH_BEGIN: u16 = libc::NFNL_MSG_BATCH_BEGIN as u16;
+const NFNL_MSG_BATCH_END: u16 = libc::NFNL_MSG_BATCH_END as u16;
+pub(crate) const NFNL_SUBSYS_NFTABLES: u16 = libc::NFNL_SUBSYS_NFTABLES as u16;
+pub(crate) const NFPROTO_INET: u8 = libc::NFPROTO_INET as u8;
+const NFPROTO_IPV4: u8 = libc::NFPROTO_IPV4 as u8;
+const NFPROTO_IPV6: u8 = libc::NFPROTO_IPV6 as u8;
 
 // --- nf_tables message types (linux/netfilter/nf_tables.h) ---
-pub(crate) const NFT_MSG_NEWTABLE: u16 = 0;
-const NFT_MSG_GETTABLE: u16 = 1;
-const NFT_MSG_DELTABLE: u16 = 2;
-const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_NEWRULE: u16 = 6;
-const NFT_MSG_NEWSET: u16 = 9;
-const NFT_MSG_NEWSETELEM: u16 = 12;
+pub(crate) const NFT_MSG_NEWTABLE: u16 = libc::NFT_MSG_NEWTABLE as u16;
+const NFT_MSG_GETTABLE: u16 = libc::NFT_MSG_GETTABLE as u16;
+const NFT_MSG_DELTABLE: u16 = libc::NFT_MSG_DELTABLE as u16;
+const NFT_MSG_NEWCHAIN: u16 = libc::NFT_MSG_NEWCHAIN as u16;
+const NFT_MSG_NEWRULE: u16 = libc::NFT_MSG_NEWRULE as u16;
+const NFT_MSG_NEWSET: u16 = libc::NFT_MSG_NEWSET as u16;
+const NFT_MSG_NEWSETELEM: u16 = libc::NFT_MSG_NEWSETELEM as u16;
 
 // --- attributes ---
 const NFTA_TABLE_NAME: u16 = 1;
@@ -100,24 +102,24 @@ const NFTA_IMMEDIATE_DREG: u16 = 1;
 const NFTA_IMMEDIATE_DATA: u16 = 2;
 
 // --- values ---
-const NFT_REG_VERDICT: u32 = 0;
-const NFT_REG_1: u32 = 1;
-const NFT_CMP_EQ: u32 = 0;
-const NFT_META_IIF: u32 = 4;
-const NFT_META_OIF: u32 = 5;
-const NFT_META_IIFNAME: u32 = 6;
-const NFT_META_OIFNAME: u32 = 7;
-const NFT_META_NFPROTO: u32 = 15;
-const NFT_META_L4PROTO: u32 = 16;
-const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
-const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
-const NFT_SET_INTERVAL: u32 = 0x4;
-const NFT_SET_ELEM_INTERVAL_END: u32 = 0x1;
-const NF_DROP: u32 = 0;
-const NF_ACCEPT: u32 = 1;
-const NFT_JUMP: i32 = -3;
-const NFT_GOTO: i32 = -4;
-const NFT_RETURN: i32 = -5;
+const NFT_REG_VERDICT: u32 = libc::NFT_REG_VERDICT as u32;
+const NFT_REG_1: u32 = libc::NFT_REG_1 as u32;
+const NFT_CMP_EQ: u32 = libc::NFT_CMP_EQ as u32;
+const NFT_META_IIF: u32 = libc::NFT_META_IIF as u32;
+const NFT_META_OIF: u32 = libc::NFT_META_OIF as u32;
+const NFT_META_IIFNAME: u32 = libc::NFT_META_IIFNAME as u32;
+const NFT_META_OIFNAME: u32 = libc::NFT_META_OIFNAME as u32;
+const NFT_META_NFPROTO: u32 = libc::NFT_META_NFPROTO as u32;
+const NFT_META_L4PROTO: u32 = libc::NFT_META_L4PROTO as u32;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = libc::NFT_PAYLOAD_NETWORK_HEADER as u32;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32;
+const NFT_SET_INTERVAL: u32 = libc::NFT_SET_INTERVAL as u32;
+const NFT_SET_ELEM_INTERVAL_END: u32 = libc::NFT_SET_ELEM_INTERVAL_END as u32;
+const NF_DROP: u32 = libc::NF_DROP as u32;
+const NF_ACCEPT: u32 = libc::NF_ACCEPT as u32;
+const NFT_JUMP: i32 = libc::NFT_JUMP;
+const NFT_GOTO: i32 = libc::NFT_GOTO;
+const NFT_RETURN: i32 = libc::NFT_RETURN;
 // nft's data types, so `nft list ruleset` prints the sets' elements as addresses and ports.
 const TYPE_IPADDR: u32 = 7;
 const TYPE_IP6ADDR: u32 = 8;
