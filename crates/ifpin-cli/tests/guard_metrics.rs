@@ -264,10 +264,17 @@ fn a_flow_that_keeps_dropping_is_reported_again_with_its_count() {
         .host()
         .run(|| std::net::UdpSocket::bind("0.0.0.0:0").unwrap())
         .unwrap();
+    let sent_at = std::time::Instant::now();
     for _ in 0..3 {
         let _ = socket.send_to(b"x", dst);
     }
     let first = guard.expect_event("drop", |e| e["type"] == "drop" && e["dport"] == 9_800);
+    // The kernel flushes the log group every 100 ms, the owner lookup follows at once.
+    assert!(
+        sent_at.elapsed() < Duration::from_millis(800),
+        "the drop was reported {:?} after it happened",
+        sent_at.elapsed()
+    );
     assert_eq!(first["count"], 3, "{first}");
     assert_eq!(first["owner"]["pids"][0], std::process::id(), "{first}");
     for _ in 0..3 {
