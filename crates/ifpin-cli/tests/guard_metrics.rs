@@ -98,6 +98,35 @@ fn the_contrib_alerting_rules_pass_promtool_and_the_unit_is_type_notify() {
         assert!(unit.contains(line), "the unit lacks {line}");
     }
     assert!(unit.contains("ExecStart=/usr/local/bin/ifpin guard --policy"));
+
+    // systemd accepts it (with the binary under test in place of /usr/local/bin/ifpin), and
+    // rates its exposure at most 4.0 ("OK").
+    let copy = TempPath::new("ifpin-guard.service");
+    std::fs::write(
+        &copy.0,
+        unit.replace("/usr/local/bin/ifpin", support::ifpin()),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy.0)
+        .output()
+        .expect("systemd-analyze runs (Debian's systemd package)");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=40"])
+        .arg(&copy.0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
