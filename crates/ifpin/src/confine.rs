@@ -423,20 +423,18 @@ impl Confinement {
                 ),
             ));
         }
-        if self.level >= Level::Sealed {
-            if !self.allow_loopback {
-                let options = PinOptions {
-                    lazy_pin: false,
-                    refuse_link_local_bind: true,
-                    refuse_pinning_datagram: false,
-                };
-                wanted.push((
-                    "ifpin_bind6",
-                    ProgType::CgroupSockAddr,
-                    AttachType::CgroupInet6Bind,
-                    programs::sock_addr_pin(AddrHook::Bind6, maps, options),
-                ));
-            }
+        if self.level >= Level::Sealed && !self.allow_loopback {
+            let options = PinOptions {
+                lazy_pin: false,
+                refuse_link_local_bind: true,
+                refuse_pinning_datagram: false,
+            };
+            wanted.push((
+                "ifpin_bind6",
+                ProgType::CgroupSockAddr,
+                AttachType::CgroupInet6Bind,
+                programs::sock_addr_pin(AddrHook::Bind6, maps, options),
+            ));
         }
         // Load everything first, then attach: a verifier rejection leaves nothing attached.
         let mut loaded = Vec::with_capacity(wanted.len());

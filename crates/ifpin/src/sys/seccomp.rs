@@ -99,12 +99,13 @@ fn refused() -> Vec<(i64, Verdict)> {
 /// The sealed filter (see the module docs), as classic BPF.
 pub fn sealed_filter() -> Vec<SockFilter> {
     let table = refused();
-    let mut prog = Vec::new();
     // Foreign ABIs die: a 32-bit call's arguments would not even mean what the table means.
-    prog.push(stmt(BPF_LD_W_ABS, DATA_ARCH));
-    prog.push(jump(BPF_JEQ_K, arch::NATIVE, 1, 0));
-    prog.push(stmt(BPF_RET_K, RET_KILL_PROCESS));
-    prog.push(stmt(BPF_LD_W_ABS, DATA_NR));
+    let mut prog = vec![
+        stmt(BPF_LD_W_ABS, DATA_ARCH),
+        jump(BPF_JEQ_K, arch::NATIVE, 1, 0),
+        stmt(BPF_RET_K, RET_KILL_PROCESS),
+        stmt(BPF_LD_W_ABS, DATA_NR),
+    ];
     if let Some(bit) = arch::X32_BIT {
         prog.push(jump(BPF_JGE_K, bit, 0, 1));
         prog.push(stmt(BPF_RET_K, RET_KILL_PROCESS));
