@@ -317,7 +317,7 @@ fn traffic(
     rounds: usize,
     a: &netlab::Netns,
     me: &std::path::Path,
-    table: &guard::nft::Table,
+    table: &[guard::nft::Table],
 ) {
     let set_guard = |on: bool| {
         a.run(|| {

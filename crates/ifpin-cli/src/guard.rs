@@ -105,8 +105,8 @@ index, or a new device of the same name at another index, does not pass (fail cl
 once). When the plane's interface comes back, the guard re-points the rules to it. Loopback
 always passes.
 
-The rules are one nftables table, `inet ifpin` (see `nft list table inet ifpin`), written in
-one transaction. They stay when the guard exits or is killed (fail closed); the next start
+The rules are two nftables tables, `ip ifpin` and `ip6 ifpin` (see `nft list ruleset`),
+written in one transaction. They stay when the guard exits or is killed (fail closed); the next start
 replaces them in one transaction (no gap, no duplicate). `ifpin guard --remove` removes them.
 
 Events: one JSON object per line on stdout (readable lines on a terminal), with a "type":
@@ -173,17 +173,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.remove {
         let removed = g::remove(g::TABLE).map_err(kernel_error)?;
         if removed {
-            println!("removed table inet {} (the guard's rules)", g::TABLE);
+            println!("removed the guard's rules (tables {})", tables());
         } else {
             println!(
-                "nothing to remove: no table inet {} in this network namespace",
-                g::TABLE
+                "nothing to remove: no table {} in this network namespace",
+                tables()
             );
         }
         return Ok(ExitCode::from(exit::OK));
     }
     let path = args.policy.clone().expect("clap requires --policy");
     Guard::start(&path, &args)?.run()
+}
+
+/// `ip ifpin and ip6 ifpin`.
+fn tables() -> String {
+    format!("ip {0} and ip6 {0}", g::TABLE)
 }
 
 fn kernel_error(err: g::GuardError) -> anyhow::Error {
@@ -230,7 +235,7 @@ fn check(path: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         "\nwould install{} (nothing was changed):\n",
         if args.observe { ", observing only" } else { "" }
     );
-    print!("{}", g::nft::render_table(&table));
+    print!("{}", g::render(&table));
     Ok(ExitCode::from(exit::OK))
 }
 
@@ -403,7 +408,7 @@ impl Guard {
         guard.out.emit(json!({
             "type": "started",
             "policy": guard.policy_path.display().to_string(),
-            "table": format!("inet {}", g::TABLE),
+            "tables": [format!("ip {}", g::TABLE), format!("ip6 {}", g::TABLE)],
             "adopted": installed.adopted,
             "mode": if guard.options.observe { "observe" } else { "enforce" },
             "log_group": guard.options.log_group,
@@ -561,7 +566,7 @@ impl Guard {
         self.out.emit(json!({
             "type": "stopping",
             "signal": signal.as_str(),
-            "rules": format!("kept: table inet {} stays in force (fail closed); `ifpin guard --remove` removes it", g::TABLE),
+            "rules": format!("kept: tables {} stay in force (fail closed); `ifpin guard --remove` removes them", tables()),
         }));
         ExitCode::from(exit::OK)
     }
@@ -746,13 +751,13 @@ impl Guard {
 
     fn audit_round(&mut self) {
         // The rules themselves: someone with CAP_NET_ADMIN may have deleted the table.
-        if let Ok(false) = g::installed(g::TABLE) {
+        if let Ok(false) = g::installed_all(g::TABLE) {
             let table = g::ruleset(&self.policy, &self.bindings, &self.options);
             let result = g::install(&table);
             self.metrics.rules_restored.inc();
             self.out.emit(json!({
                 "type": "rules-restored",
-                "detail": format!("table inet {} was removed by someone else; installed again", g::TABLE),
+                "detail": format!("the guard's rules (tables {}) were removed by someone else; installed again", tables()),
                 "error": result.err().map(|e| chain(&e)),
             }));
         }

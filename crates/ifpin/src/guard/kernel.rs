@@ -94,9 +94,13 @@ impl Nft {
     }
 
     /// Whether the table exists (a `GETTABLE` answered by the table, or `ENOENT`).
-    pub(crate) fn table_exists(&mut self, name: &str) -> Result<bool, GuardError> {
+    pub(crate) fn table_exists(
+        &mut self,
+        family: super::nft::TableFamily,
+        name: &str,
+    ) -> Result<bool, GuardError> {
         let seq = self.next_seq(1);
-        let request = super::nft::get_table(name, seq);
+        let request = super::nft::get_table(family, name, seq);
         self.socket
             .send(request.bytes(), 0)
             .map_err(|source| GuardError::Netlink {
@@ -123,7 +127,7 @@ impl Nft {
                         0 => Ok(found),
                         e if e == libc::ENOENT => Ok(false),
                         e => Err(GuardError::Kernel {
-                            what: format!("get table inet {name}"),
+                            what: format!("get table {} {name}", family.name()),
                             source: io::Error::from_raw_os_error(e),
                         }),
                     };

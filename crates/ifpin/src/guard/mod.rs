@@ -40,7 +40,7 @@ use serde::Serialize;
 
 use crate::interface::{IfIndex, Interface, InterfaceSpec};
 use crate::policy::{Plane, Policy};
-use nft::{Action, Chain, End, Family, Hook, Match, Rule, Set, SetKind, Table};
+use nft::{Action, Chain, End, Family, Hook, Match, Rule, Set, SetKind, Table, TableFamily};
 
 /// The name of the guard's table (family `inet`).
 pub const TABLE: &str = "ifpin";
@@ -261,15 +261,30 @@ fn chain_stem(plane: &str, index: usize, taken: &mut Vec<String>) -> String {
     stem
 }
 
-/// The guard's table for `policy`, with each plane's interface as `bindings` resolve it.
+/// The guard's tables for `policy` (`ip` and `ip6`), with each plane's interface as
+/// `bindings` resolve it.
 ///
-/// Laid out so that traffic the policy does not touch costs little: each packet passes one
-/// of the guard's base chains on the way in (`input` if it is for this host, `forward` if
-/// it is routed through) and one on the way out (`postrouting`), and there meets only set
-/// lookups of its addresses (and ports) per plane. Only a packet that involves a plane
-/// jumps to the plane's chain, where the plane's own interface (index and name) and
-/// loopback return, and anything else is logged and dropped.
-pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOptions) -> Table {
+/// Laid out so that traffic the policy does not touch costs little: one table per address
+/// family, so a packet never runs the other family's tests (nor a family check per test);
+/// each packet passes one of the guard's base chains on the way in (`input` if it is for
+/// this host, `forward` if it is routed through) and one on the way out (`postrouting`), and
+/// there meets only the tests of its addresses (and ports) per plane. Only a packet that
+/// involves a plane jumps to the plane's chain, where the plane's own interface (index and
+/// name) and loopback return, and anything else is logged and dropped.
+pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOptions) -> Vec<Table> {
+    [Family::V4, Family::V6]
+        .into_iter()
+        .map(|family| family_table(policy, bindings, options, family))
+        .collect()
+}
+
+/// The guard's table of one address family.
+fn family_table(
+    policy: &Policy,
+    bindings: &[PlaneBinding],
+    options: &GuardOptions,
+    table_family: Family,
+) -> Table {
     let mut sets = Vec::new();
     let mut chains = Vec::new();
     let base = |name: &str, hook: Hook, priority: i32| Chain {
@@ -355,7 +370,7 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
         // How each family's addresses are matched: inline prefixes, or one interval set.
         let mut matchers = Vec::new();
         for (family, nets, suffix) in [(Family::V4, v4, "v4"), (Family::V6, v6, "v6")] {
-            if nets.is_empty() {
+            if nets.is_empty() || family != table_family {
                 continue;
             }
             let merged = nft::merged_prefixes(&nets);
@@ -424,11 +439,22 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
     chains.push(forward);
     chains.push(postrouting);
     Table {
+        family: match table_family {
+            Family::V4 => TableFamily::Ip,
+            Family::V6 => TableFamily::Ip6,
+        },
         name: options.table.clone(),
         sets,
         chains,
     }
 }
+
+/// The families of the guard's tables.
+pub const FAMILIES: [TableFamily; 2] = [TableFamily::Ip, TableFamily::Ip6];
+
+/// Where an earlier ifpin kept its rules (one `inet` table): removed by [`install`] and
+/// [`remove`] in the same transaction, so an upgrade leaves no duplicate.
+const STALE: TableFamily = TableFamily::Inet;
 
 /// How one family's prefixes of a plane are matched.
 enum AddrMatch {
@@ -456,31 +482,68 @@ pub struct Installed {
     pub adopted: bool,
 }
 
-/// Installs `table` in the caller's network namespace, replacing a table of the same name in
-/// one transaction.
-pub fn install(table: &Table) -> Result<Installed, GuardError> {
+/// Installs `tables` in the caller's network namespace, replacing tables of the same names
+/// (and an earlier layout's `inet` table) in one transaction.
+pub fn install(tables: &[Table]) -> Result<Installed, GuardError> {
     let mut nft = kernel::Nft::open()?;
-    let adopted = nft.table_exists(&table.name)?;
+    let mut adopted = false;
+    for table in tables {
+        adopted |= nft.table_exists(table.family, &table.name)?;
+    }
+    let name = tables.first().map_or(TABLE, |t| t.name.as_str());
+    adopted |= nft.table_exists(STALE, name)?;
     let seq = nft.next_seq(10_000);
-    let batch = nft::replace_batch(table, seq);
+    let batch = nft::replace_batch(tables, &[(STALE, name)], seq);
     nft.transact(&batch)?;
     Ok(Installed { adopted })
 }
 
-/// Whether the table `name` exists in the caller's network namespace.
+/// Whether any of the guard's tables called `name` exists in the caller's network namespace.
 pub fn installed(name: &str) -> Result<bool, GuardError> {
-    kernel::Nft::open()?.table_exists(name)
+    let mut nft = kernel::Nft::open()?;
+    for family in FAMILIES.into_iter().chain([STALE]) {
+        if nft.table_exists(family, name)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
-/// Removes the table `name` (every chain, rule and set in it); `Ok(false)` if there was none.
+/// Whether every one of the guard's tables called `name` (`ip` and `ip6`) exists.
+pub fn installed_all(name: &str) -> Result<bool, GuardError> {
+    let mut nft = kernel::Nft::open()?;
+    for family in FAMILIES {
+        if !nft.table_exists(family, name)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Removes the guard's tables called `name` (every chain, rule and set in them), in one
+/// transaction; `Ok(false)` if there was none.
 pub fn remove(name: &str) -> Result<bool, GuardError> {
     let mut nft = kernel::Nft::open()?;
-    let existed = nft.table_exists(name)?;
-    if existed {
-        let seq = nft.next_seq(4);
-        nft.transact(&nft::delete_batch(name, seq))?;
+    let mut present = Vec::new();
+    for family in FAMILIES.into_iter().chain([STALE]) {
+        if nft.table_exists(family, name)? {
+            present.push((family, name));
+        }
     }
-    Ok(existed)
+    if !present.is_empty() {
+        let seq = nft.next_seq(8);
+        nft.transact(&nft::delete_batch(&present, seq))?;
+    }
+    Ok(!present.is_empty())
+}
+
+/// The tables in nft's syntax.
+pub fn render(tables: &[Table]) -> String {
+    tables
+        .iter()
+        .map(nft::render_table)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -496,7 +559,7 @@ mod tests {
         );
         let policy = Policy::parse(&text, "t.toml").unwrap();
         let table = ruleset(&policy, &[], &GuardOptions::default());
-        let text = nft::render_table(&table);
+        let text = render(&table);
         assert!(text.contains("ip daddr @bp_v4 jump bp_egress"), "{text}");
         assert!(text.contains("ip saddr @bp_v4 jump bp_ingress"), "{text}");
         assert!(!text.contains("ip daddr 10."), "{text}");
@@ -528,7 +591,7 @@ mod tests {
             index: Some(3),
         }];
         let table = ruleset(&policy, &bindings, &GuardOptions::default());
-        let text = nft::render_table(&table);
+        let text = render(&table);
         assert!(
             text.contains("meta oif 3 meta oifname \"ctl0\" return"),
             "{text}"
@@ -559,14 +622,14 @@ mod tests {
                 ..GuardOptions::default()
             },
         );
-        assert!(!nft::render_table(&observe).contains(" drop comment"));
+        assert!(!render(&observe).contains(" drop comment"));
         // A missing interface matches nothing: index 0.
         let missing = vec![PlaneBinding {
             plane: "backplane".into(),
             name: "ctl0".into(),
             index: None,
         }];
-        let text = nft::render_table(&ruleset(&policy, &missing, &GuardOptions::default()));
+        let text = render(&ruleset(&policy, &missing, &GuardOptions::default()));
         assert!(
             text.contains("meta oif 0 meta oifname \"ctl0\" return"),
             "{text}"

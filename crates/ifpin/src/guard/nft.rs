@@ -262,9 +262,42 @@ pub struct Set {
     pub kind: SetKind,
 }
 
-/// A whole `inet` table: what the guard installs.
+/// The family of a table: which packets its base chains see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableFamily {
+    /// IPv4 and IPv6 (`inet`): each address test must first check the packet's family.
+    Inet,
+    /// IPv4 only (`ip`).
+    Ip,
+    /// IPv6 only (`ip6`).
+    Ip6,
+}
+
+impl TableFamily {
+    /// The family's `NFPROTO_*` number.
+    pub fn nfproto(self) -> u8 {
+        match self {
+            TableFamily::Inet => NFPROTO_INET,
+            TableFamily::Ip => NFPROTO_IPV4,
+            TableFamily::Ip6 => NFPROTO_IPV6,
+        }
+    }
+
+    /// The family as nft names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TableFamily::Inet => "inet",
+            TableFamily::Ip => "ip",
+            TableFamily::Ip6 => "ip6",
+        }
+    }
+}
+
+/// A whole table: what the guard installs (one per address family).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {
+    /// The table's family.
+    pub family: TableFamily,
     /// The table's name.
     pub name: String,
     /// Its sets.
@@ -357,11 +390,11 @@ impl Batch {
         self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
     }
 
-    fn nft(&mut self, ty: u16, flags: u16, what: String) {
+    fn nft(&mut self, family: TableFamily, ty: u16, flags: u16, what: String) {
         let seq = self.begin(
             (NFNL_SUBSYS_NFTABLES << 8) | ty,
             NLM_F_REQUEST | NLM_F_ACK | flags,
-            NFPROTO_INET,
+            family.nfproto(),
             0,
         );
         self.what.push((seq, what));
@@ -373,90 +406,116 @@ impl Batch {
     }
 }
 
-/// The batch that makes `table` the only content of the table of that name: created if
-/// missing, deleted, created again with everything in it, in one transaction.
-pub(crate) fn replace_batch(table: &Table, first_seq: u32) -> Batch {
+/// Sets in a batch are numbered per table from `table index << 12`, so ids never collide.
+fn id_base(table_index: usize) -> u32 {
+    (table_index as u32) << 12
+}
+
+/// The batch that makes `tables` the only content of the tables of those names, and deletes
+/// the tables `stale` (an earlier layout's), whether or not they exist: each table is created
+/// if missing, deleted, and created again with everything in it, all in one transaction.
+pub(crate) fn replace_batch(
+    tables: &[Table],
+    stale: &[(TableFamily, &str)],
+    first_seq: u32,
+) -> Batch {
     let mut b = Batch::new(first_seq);
     b.batch_marker(NFNL_MSG_BATCH_BEGIN);
-    b.nft(
-        NFT_MSG_NEWTABLE,
-        NLM_F_CREATE,
-        format!("create table inet {}", table.name),
-    );
-    b.str(NFTA_TABLE_NAME, &table.name);
-    b.end();
-    b.nft(
-        NFT_MSG_DELTABLE,
-        0,
-        format!("delete table inet {}", table.name),
-    );
-    b.str(NFTA_TABLE_NAME, &table.name);
-    b.end();
-    b.nft(
-        NFT_MSG_NEWTABLE,
-        NLM_F_CREATE | NLM_F_EXCL,
-        format!("create table inet {}", table.name),
-    );
-    b.str(NFTA_TABLE_NAME, &table.name);
-    b.end();
-    for (id, set) in table.sets.iter().enumerate() {
-        encode_set(&mut b, &table.name, set, id as u32 + 1);
+    for (family, name) in stale {
+        delete_table(&mut b, *family, name);
     }
-    for chain in &table.chains {
-        encode_chain(&mut b, &table.name, chain);
+    for table in tables {
+        delete_table(&mut b, table.family, &table.name);
+        b.nft(
+            table.family,
+            NFT_MSG_NEWTABLE,
+            NLM_F_CREATE | NLM_F_EXCL,
+            format!("create table {} {}", table.family.name(), table.name),
+        );
+        b.str(NFTA_TABLE_NAME, &table.name);
+        b.end();
     }
-    for chain in &table.chains {
-        for rule in &chain.rules {
-            encode_rule(&mut b, table, &chain.name, rule);
+    for (t, table) in tables.iter().enumerate() {
+        for (i, set) in table.sets.iter().enumerate() {
+            encode_set(&mut b, table, set, id_base(t) + i as u32 + 1);
+        }
+        for chain in &table.chains {
+            encode_chain(&mut b, table, chain);
+        }
+    }
+    for (t, table) in tables.iter().enumerate() {
+        for chain in &table.chains {
+            for rule in &chain.rules {
+                encode_rule(&mut b, table, id_base(t), &chain.name, rule);
+            }
         }
     }
     b.batch_marker(NFNL_MSG_BATCH_END);
     b
 }
 
-/// The batch that deletes the table `name` whether or not it exists (created, then deleted,
-/// in one transaction).
-pub(crate) fn delete_batch(name: &str, first_seq: u32) -> Batch {
-    let mut b = Batch::new(first_seq);
-    b.batch_marker(NFNL_MSG_BATCH_BEGIN);
+/// Create-if-missing then delete: the table is gone, whether or not it existed.
+fn delete_table(b: &mut Batch, family: TableFamily, name: &str) {
     b.nft(
+        family,
         NFT_MSG_NEWTABLE,
         NLM_F_CREATE,
-        format!("create table inet {name}"),
+        format!("create table {} {name}", family.name()),
     );
     b.str(NFTA_TABLE_NAME, name);
     b.end();
-    b.nft(NFT_MSG_DELTABLE, 0, format!("delete table inet {name}"));
+    b.nft(
+        family,
+        NFT_MSG_DELTABLE,
+        0,
+        format!("delete table {} {name}", family.name()),
+    );
     b.str(NFTA_TABLE_NAME, name);
     b.end();
+}
+
+/// The batch that deletes the tables `tables` whether or not they exist, in one transaction.
+pub(crate) fn delete_batch(tables: &[(TableFamily, &str)], first_seq: u32) -> Batch {
+    let mut b = Batch::new(first_seq);
+    b.batch_marker(NFNL_MSG_BATCH_BEGIN);
+    for (family, name) in tables {
+        delete_table(&mut b, *family, name);
+    }
     b.batch_marker(NFNL_MSG_BATCH_END);
     b
 }
 
 /// A `GETTABLE` request for one table (answered by the table or `ENOENT`).
-pub(crate) fn get_table(name: &str, seq: u32) -> Batch {
+pub(crate) fn get_table(family: TableFamily, name: &str, seq: u32) -> Batch {
     let mut b = Batch::new(seq.wrapping_sub(1));
-    b.nft(NFT_MSG_GETTABLE, 0, format!("get table inet {name}"));
+    b.nft(
+        family,
+        NFT_MSG_GETTABLE,
+        0,
+        format!("get table {} {name}", family.name()),
+    );
     b.str(NFTA_TABLE_NAME, name);
     b.end();
     b
 }
 
-fn set_id_of(table: &Table, name: &str) -> u32 {
+fn set_id_of(table: &Table, id_base: u32, name: &str) -> u32 {
     table
         .sets
         .iter()
         .position(|s| s.name == name)
-        .map_or(0, |i| i as u32 + 1)
+        .map_or(0, |i| id_base + i as u32 + 1)
 }
 
-fn encode_set(b: &mut Batch, table: &str, set: &Set, id: u32) {
+fn encode_set(b: &mut Batch, t: &Table, set: &Set, id: u32) {
+    let table = t.name.as_str();
     let (flags, key_type, key_len) = match &set.kind {
         SetKind::V4(_) => (NFT_SET_INTERVAL, TYPE_IPADDR, 4),
         SetKind::V6(_) => (NFT_SET_INTERVAL, TYPE_IP6ADDR, 16),
         SetKind::Ports(_) => (0, TYPE_INET_SERVICE, 2),
     };
     b.nft(
+        t.family,
         NFT_MSG_NEWSET,
         NLM_F_CREATE,
         format!("create set {}", set.name),
@@ -472,6 +531,7 @@ fn encode_set(b: &mut Batch, table: &str, set: &Set, id: u32) {
     // A few hundred elements per message keeps each message far below the socket's limits.
     for chunk in elements.chunks(256) {
         b.nft(
+            t.family,
             NFT_MSG_NEWSETELEM,
             NLM_F_CREATE,
             format!("add {} elements to set {}", chunk.len(), set.name),
@@ -573,8 +633,10 @@ fn interval_elements(
     out
 }
 
-fn encode_chain(b: &mut Batch, table: &str, chain: &Chain) {
+fn encode_chain(b: &mut Batch, t: &Table, chain: &Chain) {
+    let table = t.name.as_str();
     b.nft(
+        t.family,
         NFT_MSG_NEWCHAIN,
         NLM_F_CREATE,
         format!("create chain {}", chain.name),
@@ -610,7 +672,10 @@ fn ifname_bytes(name: &str) -> Vec<u8> {
     bytes
 }
 
-fn exprs_of<'a>(table: &Table, rule: &'a Rule) -> Vec<Expr<'a>> {
+fn exprs_of<'a>(table: &Table, id_base: u32, rule: &'a Rule) -> Vec<Expr<'a>> {
+    // In an `inet` table an address test first checks the packet's family; an `ip` or `ip6`
+    // table only sees its own.
+    let check_family = table.family == TableFamily::Inet;
     let mut out = Vec::new();
     for m in &rule.matches {
         match m {
@@ -637,10 +702,12 @@ fn exprs_of<'a>(table: &Table, rule: &'a Rule) -> Vec<Expr<'a>> {
                     (Family::V6, End::Source) => (NFPROTO_IPV6, 8, 16),
                     (Family::V6, End::Destination) => (NFPROTO_IPV6, 24, 16),
                 };
-                out.push(Expr::Meta(NFT_META_NFPROTO));
-                out.push(Expr::Cmp(vec![proto]));
+                if check_family {
+                    out.push(Expr::Meta(NFT_META_NFPROTO));
+                    out.push(Expr::Cmp(vec![proto]));
+                }
                 out.push(Expr::Payload(NFT_PAYLOAD_NETWORK_HEADER, offset, len));
-                out.push(Expr::Lookup(set, set_id_of(table, set)));
+                out.push(Expr::Lookup(set, set_id_of(table, id_base, set)));
             }
             Match::Prefix(end, net) => {
                 let (proto, offset, network, mask) = match net {
@@ -657,8 +724,10 @@ fn exprs_of<'a>(table: &Table, rule: &'a Rule) -> Vec<Expr<'a>> {
                         n.netmask().octets().to_vec(),
                     ),
                 };
-                out.push(Expr::Meta(NFT_META_NFPROTO));
-                out.push(Expr::Cmp(vec![proto]));
+                if check_family {
+                    out.push(Expr::Meta(NFT_META_NFPROTO));
+                    out.push(Expr::Cmp(vec![proto]));
+                }
                 // Only the bytes the prefix covers are loaded and compared.
                 let bytes = (net.prefix_len() as usize).div_ceil(8);
                 if bytes > 0 {
@@ -682,13 +751,13 @@ fn exprs_of<'a>(table: &Table, rule: &'a Rule) -> Vec<Expr<'a>> {
                 out.push(Expr::Bitwise(vec![0x17]));
                 out.push(Expr::Cmp(vec![0x02]));
                 out.push(Expr::Payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2));
-                out.push(Expr::Lookup(set, set_id_of(table, set)));
+                out.push(Expr::Lookup(set, set_id_of(table, id_base, set)));
             }
             Match::UdpToPort(set) => {
                 out.push(Expr::Meta(NFT_META_L4PROTO));
                 out.push(Expr::Cmp(vec![libc::IPPROTO_UDP as u8]));
                 out.push(Expr::Payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2));
-                out.push(Expr::Lookup(set, set_id_of(table, set)));
+                out.push(Expr::Lookup(set, set_id_of(table, id_base, set)));
             }
         }
     }
@@ -712,8 +781,9 @@ fn exprs_of<'a>(table: &Table, rule: &'a Rule) -> Vec<Expr<'a>> {
     out
 }
 
-fn encode_rule(b: &mut Batch, table: &Table, chain: &str, rule: &Rule) {
+fn encode_rule(b: &mut Batch, table: &Table, id_base: u32, chain: &str, rule: &Rule) {
     b.nft(
+        table.family,
         NFT_MSG_NEWRULE,
         NLM_F_CREATE | NLM_F_APPEND,
         format!("add rule to chain {chain}: {}", render_rule(rule)),
@@ -721,7 +791,7 @@ fn encode_rule(b: &mut Batch, table: &Table, chain: &str, rule: &Rule) {
     b.str(NFTA_RULE_TABLE, &table.name);
     b.str(NFTA_RULE_CHAIN, chain);
     b.nest(NFTA_RULE_EXPRESSIONS);
-    for expr in exprs_of(table, rule) {
+    for expr in exprs_of(table, id_base, rule) {
         b.nest(NFTA_LIST_ELEM);
         let name = match expr {
             Expr::Meta(_) => "meta",
@@ -860,10 +930,11 @@ pub fn render_rule(rule: &Rule) -> String {
     parts.join(" ")
 }
 
-/// The table in nft's syntax (what `nft list table inet NAME` would show, without counters).
+/// The table in nft's syntax (what `nft list table FAMILY NAME` would show, without
+/// counters).
 pub fn render_table(table: &Table) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "table inet {} {{", table.name);
+    let _ = writeln!(out, "table {} {} {{", table.family.name(), table.name);
     for set in &table.sets {
         let (ty, flags, elements): (&str, &str, Vec<String>) = match &set.kind {
             SetKind::V4(n) | SetKind::V6(n) => (
@@ -958,6 +1029,7 @@ mod tests {
     #[test]
     fn messages_are_well_formed() {
         let table = Table {
+            family: TableFamily::Inet,
             name: "t".into(),
             sets: vec![Set {
                 name: "s".into(),
@@ -977,7 +1049,7 @@ mod tests {
                 }],
             }],
         };
-        let batch = replace_batch(&table, 100);
+        let batch = replace_batch(std::slice::from_ref(&table), &[], 100);
         let mut bytes = batch.bytes();
         let mut count = 0;
         while !bytes.is_empty() {
