@@ -1,12 +1,12 @@
 //! `ifpin guard`: the whole network namespace held to the policy, whoever sends.
 //!
-//! The guard owns one nftables table, `inet ifpin`, written over netlink in one transaction
-//! ([`install`]). Its hooks are the network namespace's own, so they see every packet: every
-//! process in every cgroup, the kernel's own answers (TCP resets, ICMP errors, IGMP/MLD
+//! The guard owns two nftables tables, `ip ifpin` and `ip6 ifpin`, written over netlink in
+//! one transaction ([`install`]). Their hooks are the network namespace's own, so they see
+//! every packet: every process in every cgroup, the kernel's own answers (TCP resets, ICMP errors, IGMP/MLD
 //! reports) and forwarded packets, on every interface, including interfaces created later,
-//! from their first packet. The table stays in the kernel when the guard exits or dies
-//! (fail closed); the next start replaces it in one transaction (no gap, no duplicate), and
-//! [`remove`] takes it away.
+//! from their first packet. The tables stay in the kernel when the guard exits or dies
+//! (fail closed); the next start replaces them in one transaction (no gap, no duplicate), and
+//! [`remove`] takes them away.
 //!
 //! For every plane (an interface, its prefixes and its ports), [`ruleset`] builds:
 //!
@@ -42,7 +42,7 @@ use crate::interface::{IfIndex, Interface, InterfaceSpec};
 use crate::policy::{Plane, Policy};
 use nft::{Action, Chain, End, Family, Hook, Match, Rule, Set, SetKind, Table, TableFamily};
 
-/// The name of the guard's table (family `inet`).
+/// The name of the guard's tables (families `ip` and `ip6`).
 pub const TABLE: &str = "ifpin";
 
 /// The NFLOG group the guard logs drops to, unless told otherwise.
@@ -106,8 +106,8 @@ fn hint(err: &io::Error) -> &'static str {
     match err.raw_os_error() {
         Some(libc::EPERM) => " (not permitted: run as root, or with CAP_NET_ADMIN)",
         Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) => {
-            " (this kernel lacks part of nf_tables the guard needs: nf_tables with the inet \
-             family, and the meta, cmp, payload, bitwise, lookup, log (nfnetlink_log) and \
+            " (this kernel lacks part of nf_tables the guard needs: nf_tables with the ip and \
+             ip6 families, and the meta, cmp, payload, bitwise, lookup, log (nfnetlink_log) and \
              counter expressions)"
         }
         _ => "",
