@@ -11,7 +11,7 @@
 //! Only what the guard uses is encoded: tables, base and regular chains, interval and plain
 //! sets with their elements, and rules made of `meta`, `cmp`, `payload`, `bitwise`, `lookup`,
 //! `log`, `counter` and verdicts. Everything here is pure byte building, tested against the
-//! layouts the kernel expects; [`super::kernel`] sends it.
+//! layouts the kernel expects; the private `kernel` module sends it.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
