@@ -320,3 +320,33 @@ fn a_flow_that_keeps_dropping_is_reported_again_with_its_count() {
         .count();
     assert_eq!(drops, 1);
 }
+
+#[test]
+fn flows_beyond_max_flows_are_counted_in_overflow() {
+    if !netlab::require_privileged("flows_beyond_max_flows_are_counted_in_overflow") {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let policy = PolicyFile::new(POLICY);
+    let guard = Guard::start(
+        chassis.host(),
+        policy.path(),
+        &["--max-flows", "2", "--report-interval", "300ms"],
+    );
+    let socket = chassis
+        .host()
+        .run(|| std::net::UdpSocket::bind("0.0.0.0:0").unwrap())
+        .unwrap();
+    for port in 9_900..9_905u16 {
+        let _ = socket.send_to(b"x", SocketAddr::new(IpAddr::V4(Chassis::CONTROL_V4), port));
+    }
+    let overflow = guard.expect_event("overflow", |e| e["type"] == "overflow");
+    assert_eq!(overflow["count"], 3, "{overflow}");
+    assert_eq!(overflow["rule"], "egress", "{overflow}");
+    let drops = guard
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "drop")
+        .count();
+    assert_eq!(drops, 2, "the table holds two flows: {:?}", guard.events());
+}

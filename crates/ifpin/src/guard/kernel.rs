@@ -29,6 +29,18 @@ impl Nft {
         socket.bind(&SocketAddr::new(0, 0)).map_err(err("bind"))?;
         // Error messages from the kernel (which attribute was wrong) when it has them.
         let _ = socket.set_ext_ack(true);
+        // A batch is one datagram, refused (EMSGSIZE) beyond the send buffer: room for a
+        // policy of tens of thousands of prefixes, and for their acknowledgements.
+        let _ = nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::SndBufForce,
+            &(16usize << 20),
+        );
+        let _ = nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::RcvBufForce,
+            &(4usize << 20),
+        );
         let seq = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_secs() as u32);

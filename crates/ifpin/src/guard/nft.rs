@@ -592,13 +592,21 @@ pub(crate) fn set_elements(kind: &SetKind) -> Vec<(Vec<u8>, bool)> {
     }
 }
 
-/// `nets` without the prefixes another one covers (each address range once).
+/// `nets` without the prefixes another one covers (each address range once), in address
+/// order. Two prefixes either nest or do not overlap, so after sorting by first address (the
+/// shorter prefix first) a prefix is covered exactly when the last one kept covers it.
 pub fn merged_prefixes(nets: &[IpNet]) -> Vec<IpNet> {
-    let mut out: Vec<IpNet> = Vec::new();
     let mut sorted = nets.to_vec();
-    sorted.sort_by_key(|n| n.prefix_len());
+    sorted.sort_by(|a, b| {
+        (a.addr().is_ipv6(), a.network(), a.prefix_len()).cmp(&(
+            b.addr().is_ipv6(),
+            b.network(),
+            b.prefix_len(),
+        ))
+    });
+    let mut out: Vec<IpNet> = Vec::with_capacity(sorted.len());
     for net in sorted {
-        if !out.iter().any(|o| o.contains(&net)) {
+        if !out.last().is_some_and(|last| last.contains(&net)) {
             out.push(net);
         }
     }
@@ -1024,6 +1032,30 @@ mod tests {
         assert_eq!(v6.len(), 2);
         assert_eq!(&v6[1].0[..2], &[0xfd, 0x9a]);
         assert!(v6[1].1);
+    }
+
+    #[test]
+    fn covered_prefixes_are_dropped() {
+        let nets: Vec<IpNet> = [
+            "10.1.0.0/16",
+            "10.0.0.0/8",
+            "10.2.3.0/24",
+            "192.0.2.0/24",
+            "fd99::/16",
+            "fd99:1::/32",
+            "11.0.0.0/8",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let merged: Vec<String> = merged_prefixes(&nets)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            merged,
+            ["10.0.0.0/8", "11.0.0.0/8", "192.0.2.0/24", "fd99::/16"]
+        );
     }
 
     #[test]
