@@ -138,16 +138,28 @@ fn the_kernels_reset_for_a_closed_port_does_not_leave_through_the_front() {
             Duration::from_millis(600),
         )
     };
-    let resets = |front: &netlab::FrameCounter| {
+    let knock6 = || {
+        support::tcp_connects(
+            chassis.backplane(),
+            Some(IpAddr::V6(Chassis::CONTROL_V6)),
+            SocketAddr::new(IpAddr::V6(Chassis::HOST_CTL0_V6), 7_999),
+            Duration::from_millis(600),
+        )
+    };
+    let resets_to = |front: &netlab::FrameCounter, to: IpAddr| {
         front.settle();
         front.count(|f| {
-            f.dst_ip() == Some(IpAddr::V4(Chassis::CONTROL_V4))
+            f.dst_ip() == Some(to)
                 && matches!(f.transport(), Some(netlab::Transport::Tcp { flags, .. }) if flags & 0x04 != 0)
         })
     };
+    let resets = |front: &netlab::FrameCounter| resets_to(front, IpAddr::V4(Chassis::CONTROL_V4));
+    let resets6 = |front: &netlab::FrameCounter| resets_to(front, IpAddr::V6(Chassis::CONTROL_V6));
 
     assert!(!knock());
     assert!(resets(&front) > 0, "{}", front.describe());
+    assert!(!knock6());
+    assert!(resets6(&front) > 0, "{}", front.describe());
     front.clear();
     backplane.clear();
 
@@ -164,6 +176,12 @@ fn the_kernels_reset_for_a_closed_port_does_not_leave_through_the_front() {
     assert_eq!(event["sender"], "kernel", "{event}");
     assert_eq!(event["tcp_flags"], "ack|rst", "{event}");
     assert_eq!(event["interface"], "eth1", "{event}");
+    assert!(!knock6());
+    assert_eq!(resets6(&front), 0, "{}", front.describe());
+    let event = guard.expect_event("IPv6 reset drop", |e| {
+        e["type"] == "drop" && e["dst"] == Chassis::CONTROL_V6.to_string()
+    });
+    assert_eq!(event["sender"], "kernel", "{event}");
 }
 
 #[test]
