@@ -427,7 +427,7 @@ fn traffic(
 fn flood_bench(flood_secs: u64, a: &netlab::Netns, me: &std::path::Path, ifpin: &str) {
     println!("## A flood of dropped packets against a running guard\n");
     println!(
-        "| offered | sent | refused (EPERM, dropped) | counted in the guard's events (flows + overflow) | log overruns | event lines | guard CPU | guard RSS before / peak |\n|---|---|---|---|---|---|---|---|"
+        "| offered | sent | refused (EPERM, dropped) | counted by the rules (kernel) | counted in the guard's events (flows + overflow) | log overruns | event lines | guard CPU | guard RSS before / peak |\n|---|---|---|---|---|---|---|---|---|"
     );
     for flows in [16, 60_000] {
         flood_round(flood_secs, flows, a, me, ifpin);
@@ -509,6 +509,13 @@ fn flood_round(
     let parts: Vec<&str> = out.split_whitespace().collect();
     let (refused, sent): (u64, u64) = (parts[0].parse().unwrap(), parts[1].parse().unwrap());
     std::thread::sleep(Duration::from_millis(1500)); // the kernel flushes its log queue
+    let kernel: u64 = a
+        .run(|| guard::kernel_counts(guard::TABLE))
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|c| c.packets)
+        .sum();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -546,7 +553,7 @@ fn flood_round(
     let counted: u64 = flows.values().sum::<u64>() + overflow.values().sum::<u64>();
     let _ = std::fs::remove_file(&policy_file);
     println!(
-        "| 100,000/s for {flood_secs} s over {flow_count} flows | {sent} | {refused} | {counted} ({} flows + {} in overflow) | {overruns} | {lines} | {:.1} % of one core | {:.1} / {:.1} MiB |",
+        "| 100,000/s for {flood_secs} s over {flow_count} flows | {sent} | {refused} | {kernel} | {counted} ({} flows + {} in overflow) | {overruns} | {lines} | {:.1} % of one core | {:.1} / {:.1} MiB |",
         flows.len(),
         overflow.values().sum::<u64>(),
         cpu * 100.0,

@@ -33,7 +33,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde_json::{Value, json};
 
 use crate::exit;
-use metrics::{DropLabels, Metrics, PlaneEvent, PlaneLabel, PlaneRule, PlaneState, ResultLabel};
+use metrics::{
+    DropLabels, KernelLabels, Metrics, PlaneEvent, PlaneLabel, PlaneRule, PlaneState, ResultLabel,
+};
 
 /// Arguments of `ifpin guard`.
 #[derive(clap::Args, Debug)]
@@ -126,11 +128,11 @@ Events: one JSON object per line on stdout (readable lines on a terminal), with 
   error, stopping
 
 Metrics (--metrics, --textfile), prefix ifpin_guard_: drops_total{plane,rule,interface,
-direction,action}, violations{plane,rule}, violations_seen_total, plane_sockets{plane,state},
+direction,action}, kernel_rule_packets{plane,rule,family} (the rules' own counters, read
+every audit round), violations{plane,rule}, violations_seen_total, plane_sockets{plane,state},
 plane_interface_up{plane}, link_events_total{plane,event}, policy_reloads_total{result},
-rules_restored_total,
-log_overruns_total, audit_errors_total, flows_tracked, up, ready, observe_mode,
-last_audit_timestamp_seconds.
+rules_restored_total, log_overruns_total, audit_errors_total, flows_tracked, up, ready,
+observe_mode, last_audit_timestamp_seconds.
 
 Signals: SIGHUP reloads the policy; SIGTERM/SIGINT stop the guard (the rules stay).
 Under systemd (Type=notify): READY=1 once the rules hold, WATCHDOG=1 when WatchdogSec is set.
@@ -560,6 +562,7 @@ impl Guard {
         }
         self.resolve_owners_now();
         self.report_flows();
+        self.kernel_counts();
         self.metrics.ready.set(0);
         self.metrics.up.set(0);
         self.write_textfile();
@@ -749,7 +752,25 @@ impl Guard {
         self.metrics.flows_tracked.set(self.flows.len() as i64);
     }
 
+    /// Reads the rules' own packet counters into the metrics.
+    fn kernel_counts(&mut self) {
+        if let Ok(counts) = g::kernel_counts(g::TABLE) {
+            for c in counts {
+                self.metrics
+                    .kernel_drops
+                    .get_or_create(&KernelLabels {
+                        plane: c.plane,
+                        rule: c.rule.as_str().to_owned(),
+                        family: c.family.to_owned(),
+                    })
+                    .set(c.packets as i64);
+            }
+            self.metrics_dirty = true;
+        }
+    }
+
     fn audit_round(&mut self) {
+        self.kernel_counts();
         // The rules themselves: someone with CAP_NET_ADMIN may have deleted the table.
         if let Ok(false) = g::installed_all(g::TABLE) {
             let table = g::ruleset(&self.policy, &self.bindings, &self.options);

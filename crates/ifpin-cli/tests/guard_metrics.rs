@@ -319,6 +319,34 @@ fn a_flow_that_keeps_dropping_is_reported_again_with_its_count() {
         .filter(|e| e["type"] == "drop" && e["dport"] == 9_800)
         .count();
     assert_eq!(drops, 1);
+    // The rules' own counter agrees (read from the kernel at each audit round and at exit).
+    let textfile = TempPath::new("flow-metrics.prom");
+    drop(guard);
+    let again = Guard::start(
+        chassis.host(),
+        policy.path(),
+        &["--textfile", textfile.0.to_str().unwrap()],
+    );
+    for _ in 0..4 {
+        let _ = socket.send_to(b"x", dst);
+    }
+    again.expect_event("drop", |e| e["type"] == "drop" && e["dport"] == 9_800);
+    assert!(again.stop().success());
+    let text = std::fs::read_to_string(&textfile.0).unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            "ifpin_guard_kernel_rule_packets",
+            &["rule=\"egress\"", "family=\"ip\"", "plane=\"backplane\""]
+        ),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "ifpin_guard_drops_total", &["rule=\"egress\""]),
+        Some(4.0),
+        "{text}"
+    );
 }
 
 #[test]

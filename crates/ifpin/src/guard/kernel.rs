@@ -150,6 +150,64 @@ impl Nft {
         }
     }
 
+    /// The log prefix and packet count of every log-and-count rule of one table (empty when
+    /// the table does not exist).
+    pub(crate) fn logged_counts(
+        &mut self,
+        family: super::nft::TableFamily,
+        name: &str,
+    ) -> Result<Vec<(String, u64)>, GuardError> {
+        let seq = self.next_seq(1);
+        let request = super::nft::dump_rules(family, name, seq);
+        self.socket
+            .send(request.bytes(), 0)
+            .map_err(|source| GuardError::Netlink {
+                call: "send (list rules)",
+                source,
+            })?;
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        let mut buf = Vec::with_capacity(256 * 1024);
+        let mut out = Vec::new();
+        loop {
+            self.wait(deadline)?;
+            buf.clear();
+            self.socket
+                .recv(&mut buf, 0)
+                .map_err(|source| GuardError::Netlink {
+                    call: "recv (list rules)",
+                    source,
+                })?;
+            let mut bytes = &buf[..];
+            while bytes.len() >= 16 {
+                let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+                if len < 16 || len > bytes.len() {
+                    break;
+                }
+                let ty = u16::from_ne_bytes([bytes[4], bytes[5]]);
+                if ty == NLMSG_DONE {
+                    return Ok(out);
+                }
+                if ty == NLMSG_ERROR && len >= 20 {
+                    let errno = -i32::from_ne_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
+                    return match errno {
+                        0 => Ok(out),
+                        e if e == libc::ENOENT => Ok(Vec::new()),
+                        e => Err(GuardError::Kernel {
+                            what: format!("list the rules of table {} {name}", family.name()),
+                            source: io::Error::from_raw_os_error(e),
+                        }),
+                    };
+                }
+                if ty == (NFNL_SUBSYS_NFTABLES << 8) | super::nft::NFT_MSG_NEWRULE && len > 20 {
+                    if let Some(count) = super::nft::logged_count(&bytes[20..len]) {
+                        out.push(count);
+                    }
+                }
+                bytes = bytes.get((len + 3) & !3..).unwrap_or(&[]);
+            }
+        }
+    }
+
     fn wait(&self, deadline: Instant) -> Result<(), GuardError> {
         let left = deadline.saturating_duration_since(Instant::now());
         let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];

@@ -537,6 +537,40 @@ pub fn remove(name: &str) -> Result<bool, GuardError> {
     Ok(!present.is_empty())
 }
 
+/// What the kernel counted for one log-and-drop rule since the tables were last installed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KernelCount {
+    /// The table's family (`ip` or `ip6`).
+    pub family: &'static str,
+    /// The rule.
+    pub rule: LogRule,
+    /// The plane.
+    pub plane: String,
+    /// Packets matched (dropped, or observed).
+    pub packets: u64,
+}
+
+/// The packet counters of the guard's log-and-drop rules, read from the kernel: exact even
+/// when the log group overflowed. They restart at 0 whenever the tables are installed again
+/// (start, reload, link change).
+pub fn kernel_counts(name: &str) -> Result<Vec<KernelCount>, GuardError> {
+    let mut nft = kernel::Nft::open()?;
+    let mut out = Vec::new();
+    for family in FAMILIES {
+        for (prefix, packets) in nft.logged_counts(family, name)? {
+            if let Some((rule, plane)) = parse_log_prefix(&prefix) {
+                out.push(KernelCount {
+                    family: family.name(),
+                    rule,
+                    plane: plane.to_owned(),
+                    packets,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The tables in nft's syntax.
 pub fn render(tables: &[Table]) -> String {
     tables

@@ -39,7 +39,9 @@ pub(crate) const NFT_MSG_NEWTABLE: u16 = libc::NFT_MSG_NEWTABLE as u16;
 const NFT_MSG_GETTABLE: u16 = libc::NFT_MSG_GETTABLE as u16;
 const NFT_MSG_DELTABLE: u16 = libc::NFT_MSG_DELTABLE as u16;
 const NFT_MSG_NEWCHAIN: u16 = libc::NFT_MSG_NEWCHAIN as u16;
-const NFT_MSG_NEWRULE: u16 = libc::NFT_MSG_NEWRULE as u16;
+pub(crate) const NFT_MSG_NEWRULE: u16 = libc::NFT_MSG_NEWRULE as u16;
+pub(crate) const NFT_MSG_GETRULE: u16 = libc::NFT_MSG_GETRULE as u16;
+pub(crate) const NLM_F_DUMP: u16 = libc::NLM_F_DUMP as u16;
 const NFT_MSG_NEWSET: u16 = libc::NFT_MSG_NEWSET as u16;
 const NFT_MSG_NEWSETELEM: u16 = libc::NFT_MSG_NEWSETELEM as u16;
 
@@ -483,6 +485,83 @@ pub(crate) fn delete_batch(tables: &[(TableFamily, &str)], first_seq: u32) -> Ba
     }
     b.batch_marker(NFNL_MSG_BATCH_END);
     b
+}
+
+/// A `GETRULE` dump request for every rule of one table.
+pub(crate) fn dump_rules(family: TableFamily, name: &str, seq: u32) -> Batch {
+    let mut b = Batch::new(seq.wrapping_sub(1));
+    b.nft(
+        family,
+        NFT_MSG_GETRULE,
+        NLM_F_DUMP,
+        format!("list the rules of table {} {name}", family.name()),
+    );
+    b.str(NFTA_RULE_TABLE, name);
+    b.end();
+    b
+}
+
+/// The netlink attributes in `bytes`: (type without flags, payload).
+fn attrs(mut bytes: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while bytes.len() >= 4 {
+        let len = u16::from_ne_bytes([bytes[0], bytes[1]]) as usize;
+        let ty = u16::from_ne_bytes([bytes[2], bytes[3]]) & 0x3fff;
+        if len < 4 || len > bytes.len() {
+            break;
+        }
+        out.push((ty, &bytes[4..len]));
+        bytes = bytes.get(align4(len)..).unwrap_or(&[]);
+    }
+    out
+}
+
+/// What one rule of a dump says about a log-and-count rule: its log prefix and its counter.
+/// `None` for any other rule. `payload` is a `NEWRULE` message after its `nfgenmsg` header.
+pub(crate) fn logged_count(payload: &[u8]) -> Option<(String, u64)> {
+    let exprs = attrs(payload)
+        .into_iter()
+        .find(|(ty, _)| *ty == NFTA_RULE_EXPRESSIONS)?
+        .1;
+    let mut prefix = None;
+    let mut packets = None;
+    for (ty, elem) in attrs(exprs) {
+        if ty != NFTA_LIST_ELEM {
+            continue;
+        }
+        let fields = attrs(elem);
+        let name = fields
+            .iter()
+            .find(|(t, _)| *t == NFTA_EXPR_NAME)
+            .map(|(_, v)| *v);
+        let data = fields
+            .iter()
+            .find(|(t, _)| *t == NFTA_EXPR_DATA)
+            .map(|(_, v)| *v);
+        let (Some(name), Some(data)) = (name, data) else {
+            continue;
+        };
+        let text = |v: &[u8]| {
+            let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());
+            String::from_utf8_lossy(&v[..end]).into_owned()
+        };
+        match text(name).as_str() {
+            "log" => {
+                prefix = attrs(data)
+                    .into_iter()
+                    .find(|(t, _)| *t == NFTA_LOG_PREFIX)
+                    .map(|(_, v)| text(v));
+            }
+            "counter" => {
+                packets = attrs(data)
+                    .into_iter()
+                    .find(|(t, _)| *t == NFTA_COUNTER_PACKETS)
+                    .and_then(|(_, v)| Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?)));
+            }
+            _ => {}
+        }
+    }
+    Some((prefix?, packets?))
 }
 
 /// A `GETTABLE` request for one table (answered by the table or `ENOENT`).
