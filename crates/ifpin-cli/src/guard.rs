@@ -668,14 +668,25 @@ impl Guard {
         for (p, o) in local.iter().zip(owners) {
             found.insert(FlowKey::of(p), o);
         }
-        for (_, key) in lookup.into_iter().chain(skipped) {
+        let looked_up = lookup.len();
+        for (i, key) in lookup.into_iter().chain(skipped) {
             let owner = found.remove(&key).flatten();
             if let Some(flow) = self.flows.get_mut(&key) {
                 flow.owner = owner;
                 flow.owner_done = true;
                 flow.reported = flow.count;
             }
-            self.emit_drop(&key);
+            let mut event = self.flow_json(&key);
+            if event.is_null() {
+                continue;
+            }
+            event["type"] = json!("drop");
+            let local = key.rule == g::LogRule::Egress && key.in_index.is_none();
+            if local && i >= looked_up {
+                event["owner_lookup"] =
+                    json!("skipped: more than 64 new flows at once (at most 64 per lookup)");
+            }
+            self.out.emit(event);
         }
     }
 
@@ -718,15 +729,6 @@ impl Guard {
             "first_seen": rfc3339(flow.first_seen),
             "last_seen": rfc3339(flow.last_seen),
         })
-    }
-
-    fn emit_drop(&mut self, key: &FlowKey) {
-        let mut event = self.flow_json(key);
-        if event.is_null() {
-            return;
-        }
-        event["type"] = json!("drop");
-        self.out.emit(event);
     }
 
     fn report_flows(&mut self) {
