@@ -108,11 +108,12 @@ once). When the plane's interface comes back, the guard re-points the rules to i
 always passes.
 
 The rules are two nftables tables, `ip ifpin` and `ip6 ifpin` (see `nft list ruleset`),
-written in one transaction. They stay when the guard exits or is killed (fail closed); the next start
-replaces them in one transaction (no gap, no duplicate). `ifpin guard --remove` removes them.
+written in one transaction. They stay when the guard exits or is killed (fail closed); the
+next start replaces them in one transaction (no gap, no duplicate). `ifpin guard --remove`
+removes them.
 
 Events: one JSON object per line on stdout (readable lines on a terminal), with a "type":
-  started, ready          the rules are in place (adopted: a previous table was replaced)
+  started, ready          the rules are in place (adopted: earlier rules were replaced)
   drop                    the first dropped packet of a flow: rule, plane, interface,
                           direction, protocol, addresses, ports, and for a local socket its
                           owner (pids, command, uid, cgroup, systemd unit)
