@@ -263,15 +263,89 @@ impl Out {
 
 /// One line for a human: time, type, then the fields.
 fn readable(event: &Value) -> String {
-    let mut line = format!(
-        "{} {}",
-        event["time"]
-            .as_str()
-            .unwrap_or("")
-            .get(11..19)
-            .unwrap_or(""),
-        event["type"].as_str().unwrap_or("?")
-    );
+    let time = event["time"]
+        .as_str()
+        .unwrap_or("")
+        .get(11..19)
+        .unwrap_or("");
+    let ty = event["type"].as_str().unwrap_or("?");
+    let text = |key: &str| match &event[key] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let summary = match ty {
+        "drop" | "flow" => {
+            let end = |addr: &str, port: &str| {
+                let addr = text(addr);
+                let port = text(port);
+                match (addr.contains(':'), port.is_empty()) {
+                    (_, true) => addr,
+                    (true, false) => format!("[{addr}]:{port}"),
+                    (false, false) => format!("{addr}:{port}"),
+                }
+            };
+            let via = if event["direction"] == "egress" {
+                "out"
+            } else {
+                "in"
+            };
+            let who = match (&event["owner"], text("sender").as_str()) {
+                (Value::Object(o), _) if o.get("command").is_some_and(Value::is_string) => {
+                    let mut who = format!(
+                        " by {} (pids {}",
+                        o["command"].as_str().unwrap_or(""),
+                        o["pids"]
+                    );
+                    if let Some(unit) = o.get("unit").and_then(Value::as_str) {
+                        who.push_str(&format!(", unit {unit}"));
+                    }
+                    who.push(')');
+                    who
+                }
+                (_, sender) => format!(" by {sender}"),
+            };
+            Some(format!(
+                "{} {} plane {}: {} {} -> {} {via} {}{who}; {} packet(s){}",
+                text("action"),
+                text("rule"),
+                text("plane"),
+                text("protocol"),
+                end("src", "sport"),
+                end("dst", "dport"),
+                text("interface"),
+                text("count"),
+                if ty == "flow" {
+                    format!(" ({} new)", text("new"))
+                } else {
+                    String::new()
+                },
+            ))
+        }
+        "violation" | "violation-cleared" => Some(format!(
+            "{} plane {}: {} {} -> {} ({}): {}",
+            text("rule"),
+            text("plane"),
+            text("protocol"),
+            text("local"),
+            text("remote"),
+            text("command"),
+            text("reason"),
+        )),
+        "link" => Some(format!(
+            "plane {}: {} {} (index {}): {}",
+            text("plane"),
+            text("event"),
+            text("interface"),
+            text("index"),
+            text("detail"),
+        )),
+        _ => None,
+    };
+    if let Some(summary) = summary {
+        return format!("{time} {ty} {summary}");
+    }
+    let mut line = format!("{time} {ty}");
     if let Some(map) = event.as_object() {
         for (k, v) in map {
             if k == "type" || k == "time" {
@@ -1037,4 +1111,36 @@ fn nix_ifnames() -> std::io::Result<HashMap<u32, String>> {
         .iter()
         .map(|i| (i.index(), i.name().to_string_lossy().into_owned()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_read_as_a_sentence_on_a_terminal() {
+        let event = json!({
+            "type": "drop", "time": "2026-12-01T07:16:35.313Z", "action": "dropped",
+            "rule": "egress", "plane": "backplane", "protocol": "tcp", "direction": "egress",
+            "src": "10.20.0.1", "sport": 41522, "dst": "fd99::2", "dport": 7500,
+            "interface": "eth1", "count": 3, "sender": "process",
+            "owner": {"command": "curl", "pids": [42], "unit": "leaky.service"},
+        });
+        assert_eq!(
+            readable(&event),
+            "07:16:35 drop dropped egress plane backplane: tcp 10.20.0.1:41522 -> \
+             [fd99::2]:7500 out eth1 by curl (pids [42], unit leaky.service); 3 packet(s)"
+        );
+        let kernel = json!({
+            "type": "drop", "time": "2026-12-01T07:16:35.313Z", "action": "dropped",
+            "rule": "egress", "plane": "bp", "protocol": "icmp", "direction": "egress",
+            "src": "10.10.0.1", "dst": "10.99.7.2", "interface": "eth1", "count": 1,
+            "sender": "kernel", "owner": null,
+        });
+        assert!(
+            readable(&kernel).ends_with("10.10.0.1 -> 10.99.7.2 out eth1 by kernel; 1 packet(s)")
+        );
+        let other = json!({"type": "ready", "time": "2026-12-01T07:16:35.313Z"});
+        assert_eq!(readable(&other), "07:16:35 ready");
+    }
 }
