@@ -233,3 +233,74 @@ fn a_namespace_routed_through_the_host_cannot_forward_plane_traffic_out_of_the_f
     drop(chassis);
     drop(lan);
 }
+
+/// A cgroup v2 directory named like a systemd service's, removed on drop.
+struct UnitCgroup(std::path::PathBuf);
+
+impl UnitCgroup {
+    fn new() -> UnitCgroup {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = info
+            .lines()
+            .find_map(|line| {
+                let (left, right) = line.split_once(" - ")?;
+                right
+                    .starts_with("cgroup2 ")
+                    .then(|| left.split(' ').nth(4).map(std::path::PathBuf::from))?
+            })
+            .expect("a cgroup2 mount");
+        let slice = root.join(format!("ifpin-guard-test-{}.slice", std::process::id()));
+        let unit = slice.join("leaky.service");
+        std::fs::create_dir_all(&unit).unwrap();
+        UnitCgroup(unit)
+    }
+}
+
+impl Drop for UnitCgroup {
+    fn drop(&mut self) {
+        // Empty once its process is gone (killed below, or with the namespace).
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(slice) = self.0.parent() {
+            let _ = std::fs::remove_dir(slice);
+        }
+    }
+}
+
+#[test]
+fn a_leaking_service_is_named_by_its_systemd_unit() {
+    if !netlab::require_privileged("a_leaking_service_is_named_by_its_systemd_unit") {
+        return;
+    }
+    // Made first, dropped last: after the namespace's drop has killed the service.
+    let unit = UnitCgroup::new();
+    let chassis = Chassis::new().unwrap();
+    let policy = PolicyFile::new(POLICY);
+    let guard = Guard::start(chassis.host(), policy.path(), &[]);
+    // A "service": a shell in the unit's cgroup that sends to the control address through
+    // the front, as a misconfigured daemon would.
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec python3 -c \"import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor _ in range(40):\n  try: s.sendto(b'x',('{}',9100))\n  except OSError: pass\n  time.sleep(0.05)\"",
+        unit.0.display(),
+        Chassis::CONTROL_V4
+    );
+    let service = chassis
+        .host()
+        .spawn(chassis.host().command("sh").args(["-c", &script]))
+        .unwrap();
+    let event = guard.expect_event("drop", |e| e["type"] == "drop" && e["dport"] == 9_100);
+    let _ = service.kill();
+    assert_eq!(event["owner"]["unit"], "leaky.service", "{event}");
+    assert_eq!(event["owner"]["command"], "python3", "{event}");
+    assert!(
+        event["owner"]["cgroup"]
+            .as_str()
+            .unwrap()
+            .ends_with("/leaky.service"),
+        "{event}"
+    );
+}
