@@ -69,6 +69,21 @@ fn the_contrib_alerting_rules_pass_promtool_and_the_unit_is_type_notify() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // The alerts fire as intended on recorded series (a drop, a violation, a missing plane
+    // interface, a refused reload, a guard down), and only then.
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../contrib/prometheus/ifpin-guard.rules.test.yml");
+    let out = Command::new(promtool())
+        .args(["test", "rules"])
+        .arg(&tests)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The same check fails on a broken rule (the tool does check).
     let broken = TempPath::new("broken.rules.yml");
     std::fs::write(
