@@ -10,7 +10,7 @@
 //! 1. Traffic the policy does not touch, over veth, with the guard's table installed vs
 //!    without: TCP throughput, TCP connect rate and UDP send rate, in paired rounds (the
 //!    table is installed and removed between the two halves of each round, the order
-//!    rotating), median ratio with its 95 % CI (`netlab::bench::Ratios`). The UDP send loop
+//!    rotating), median ratio with its 95 % CI (`stats::Ratios`). The UDP send loop
 //!    also gives the filter's cost per packet in ns (the difference of the time per send).
 //! 2. A flood of 100,000 dropped packets/s for 30 s against a running guard: its CPU (from
 //!    `/proc/PID/stat`), its memory (peak RSS), and whether the per-flow counts in its events
@@ -18,7 +18,7 @@
 //! 3. Start-up to ready, and `--check`, on a policy of 1,000 prefixes.
 //!
 //! `IFPIN_BENCH_ROUNDS` sets the rounds of part 1 (default 51), `IFPIN_BENCH_FLOOD_SECS` the
-//! flood's length (default 30); `IFPIN_BENCH_ONLY=traffic` runs part 1 only. Without `--bench` (as `cargo test --all-targets` runs it), one
+//! flood's length (default 30); `IFPIN_BENCH_ONLY=traffic|flood|startup` runs one part. Without `--bench` (as `cargo test --all-targets` runs it), one
 //! quick pass checks that the harness works.
 
 #[path = "../../ifpin/benches/stats/mod.rs"]
@@ -82,7 +82,11 @@ fn main() {
         Some("--stream") => stream(args[1].parse().unwrap()),
         Some("--connect") => connect(args[1].parse().unwrap()),
         Some("--udp") => udp(args[1].parse().unwrap()),
-        Some("--flood") => flood(args[1].parse().unwrap(), args[2].parse().unwrap()),
+        Some("--flood") => flood(
+            args[1].parse().unwrap(),
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
+        ),
         _ => orchestrate(if bench { FULL } else { SMOKE }),
     }
 }
@@ -183,15 +187,21 @@ fn udp(secs: f64) {
 /// `rate` datagrams per second to the plane target through veth-a (so each is dropped), for
 /// `secs` seconds, over 16 flows (destination ports); prints how many were refused (EPERM:
 /// dropped) and how many were sent.
-fn flood(rate: u64, secs: u64) {
+/// `rate` datagrams per second to the plane target through veth-a (so each is dropped), for
+/// `secs` seconds, over `flows` flows (destination ports; 16 flows use a connected socket
+/// each, more use one unconnected socket); prints how many were refused (EPERM: dropped),
+/// how many were sent, and the seconds it took.
+fn flood(rate: u64, secs: u64, flows: u64) {
     stats::stay_on_cpu(CLIENT_CPU);
-    let sockets: Vec<UdpSocket> = (0..16)
+    let connected: Vec<UdpSocket> = (0..flows.min(16))
         .map(|i| {
             let s = UdpSocket::bind("0.0.0.0:0").unwrap();
             s.connect(format!("{PLANE_TARGET}:{}", 9000 + i)).unwrap();
             s
         })
         .collect();
+    let unconnected = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let target: std::net::Ipv4Addr = PLANE_TARGET.parse().unwrap();
     let start = Instant::now();
     let total = rate * secs;
     let (mut sent, mut refused) = (0u64, 0u64);
@@ -203,8 +213,13 @@ fn flood(rate: u64, secs: u64) {
             continue;
         }
         while sent < due {
-            let s = &sockets[(sent % 16) as usize];
-            if s.send(b"flood").is_err() {
+            let result = if flows <= 16 {
+                connected[(sent % flows) as usize].send(b"flood")
+            } else {
+                let port = 1024 + (sent % flows) as u16;
+                unconnected.send_to(b"flood", (target, port))
+            };
+            if result.is_err() {
                 refused += 1;
             }
             sent += 1;
@@ -287,10 +302,30 @@ fn orchestrate(plan: Plan) {
             guard::ruleset(&policy, &bindings, &GuardOptions::default())
         })
         .unwrap();
+    let only = std::env::var("IFPIN_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "traffic" {
+        traffic(plan, rounds, a, &me, &table);
+    }
+    if only.is_empty() || only == "flood" {
+        flood_bench(flood_secs, a, &me, ifpin);
+    }
+    if only.is_empty() || only == "startup" {
+        startup(plan, a, ifpin);
+    }
+    a.run(|| guard::remove(guard::TABLE)).unwrap().unwrap();
+}
+
+fn traffic(
+    plan: Plan,
+    rounds: usize,
+    a: &netlab::Netns,
+    me: &std::path::Path,
+    table: &[guard::nft::Table],
+) {
     let set_guard = |on: bool| {
         a.run(|| {
             if on {
-                guard::install(&table).map(drop)
+                guard::install(table).map(drop)
             } else {
                 guard::remove(guard::TABLE).map(drop)
             }
@@ -301,7 +336,7 @@ fn orchestrate(plan: Plan) {
     let cpu_per_send = std::cell::RefCell::new((Vec::new(), Vec::new()));
     let run = |mode: &str, secs: f64, on: bool| -> f64 {
         let out = a
-            .command(&me)
+            .command(me)
             .args([mode, &secs.to_string()])
             .output()
             .unwrap();
@@ -390,11 +425,26 @@ fn orchestrate(plan: Plan) {
         median(cpu_without.clone()),
         cpu_delta.median(),
     );
+}
 
-    if std::env::var("IFPIN_BENCH_ONLY").is_ok_and(|v| v == "traffic") {
-        return;
+fn flood_bench(flood_secs: u64, a: &netlab::Netns, me: &std::path::Path, ifpin: &str) {
+    println!("## A flood of dropped packets against a running guard\n");
+    println!(
+        "| offered | sent | refused (EPERM, dropped) | counted by the rules (kernel) | counted in the guard's events (flows + overflow) | log overruns | event lines | guard CPU | guard RSS before / peak |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for flows in [16, 60_000] {
+        flood_round(flood_secs, flows, a, me, ifpin);
     }
-    // The flood.
+    println!();
+}
+
+fn flood_round(
+    flood_secs: u64,
+    flow_count: u64,
+    a: &netlab::Netns,
+    me: &std::path::Path,
+    ifpin: &str,
+) {
     let policy_file =
         std::env::temp_dir().join(format!("ifpin-guard-bench-{}.toml", std::process::id()));
     std::fs::write(&policy_file, POLICY).unwrap();
@@ -434,8 +484,13 @@ fn orchestrate(plan: Plan) {
     let t0 = Instant::now();
     let flooder = a
         .spawn(
-            a.command(&me)
-                .args(["--flood", "100000", &flood_secs.to_string()])
+            a.command(me)
+                .args([
+                    "--flood",
+                    "100000",
+                    &flood_secs.to_string(),
+                    &flow_count.to_string(),
+                ])
                 .stdout(Stdio::piped()),
         )
         .unwrap();
@@ -457,6 +512,13 @@ fn orchestrate(plan: Plan) {
     let parts: Vec<&str> = out.split_whitespace().collect();
     let (refused, sent): (u64, u64) = (parts[0].parse().unwrap(), parts[1].parse().unwrap());
     std::thread::sleep(Duration::from_millis(1500)); // the kernel flushes its log queue
+    let kernel: u64 = a
+        .run(|| guard::kernel_counts(guard::TABLE))
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|c| c.packets)
+        .sum();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -493,19 +555,17 @@ fn orchestrate(plan: Plan) {
     }
     let counted: u64 = flows.values().sum::<u64>() + overflow.values().sum::<u64>();
     let _ = std::fs::remove_file(&policy_file);
-    println!("## A flood of dropped packets against a running guard\n");
     println!(
-        "| offered | sent | refused (EPERM, dropped) | counted in the guard's flow events | log overruns | event lines | guard CPU | guard RSS before / peak |\n|---|---|---|---|---|---|---|---|"
-    );
-    println!(
-        "| 100,000/s for {flood_secs} s over 16 flows | {sent} | {refused} | {counted} ({} flows) | {overruns} | {lines} | {:.1} % of one core | {:.1} / {:.1} MiB |\n",
+        "| 100,000/s for {flood_secs} s over {flow_count} flows | {sent} | {refused} | {kernel} | {counted} ({} flows + {} in overflow) | {overruns} | {lines} | {:.1} % of one core | {:.1} / {:.1} MiB |",
         flows.len(),
+        overflow.values().sum::<u64>(),
         cpu * 100.0,
         rss_before as f64 / 1024.0,
         rss_max as f64 / 1024.0,
     );
+}
 
-    // Start-up and --check on 1,000 prefixes.
+fn startup(plan: Plan, a: &netlab::Netns, ifpin: &str) {
     let mut big = String::from(
         "[[plane]]\nname = \"backplane\"\ninterface = \"ctl0\"\nports = [7500]\nprefixes = [\n",
     );
@@ -562,7 +622,6 @@ fn orchestrate(plan: Plan) {
         p.wait().unwrap();
     }
     let _ = std::fs::remove_file(&big_file);
-    a.run(|| guard::remove(guard::TABLE)).unwrap().unwrap();
     println!(
         "## Start-up on a policy of 1,000 prefixes (500 IPv4, 500 IPv6; {} runs, median)\n",
         plan.startup_samples

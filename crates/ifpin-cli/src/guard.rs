@@ -33,7 +33,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde_json::{Value, json};
 
 use crate::exit;
-use metrics::{DropLabels, Metrics, PlaneEvent, PlaneLabel, PlaneRule, PlaneState, ResultLabel};
+use metrics::{
+    DropLabels, KernelLabels, Metrics, PlaneEvent, PlaneLabel, PlaneRule, PlaneState, ResultLabel,
+};
 
 /// Arguments of `ifpin guard`.
 #[derive(clap::Args, Debug)]
@@ -105,12 +107,13 @@ index, or a new device of the same name at another index, does not pass (fail cl
 once). When the plane's interface comes back, the guard re-points the rules to it. Loopback
 always passes.
 
-The rules are one nftables table, `inet ifpin` (see `nft list table inet ifpin`), written in
-one transaction. They stay when the guard exits or is killed (fail closed); the next start
-replaces them in one transaction (no gap, no duplicate). `ifpin guard --remove` removes them.
+The rules are two nftables tables, `ip ifpin` and `ip6 ifpin` (see `nft list ruleset`),
+written in one transaction. They stay when the guard exits or is killed (fail closed); the
+next start replaces them in one transaction (no gap, no duplicate). `ifpin guard --remove`
+removes them.
 
 Events: one JSON object per line on stdout (readable lines on a terminal), with a "type":
-  started, ready          the rules are in place (adopted: a previous table was replaced)
+  started, ready          the rules are in place (adopted: earlier rules were replaced)
   drop                    the first dropped packet of a flow: rule, plane, interface,
                           direction, protocol, addresses, ports, and for a local socket its
                           owner (pids, command, uid, cgroup, systemd unit)
@@ -126,11 +129,11 @@ Events: one JSON object per line on stdout (readable lines on a terminal), with 
   error, stopping
 
 Metrics (--metrics, --textfile), prefix ifpin_guard_: drops_total{plane,rule,interface,
-direction,action}, violations{plane,rule}, violations_seen_total, plane_sockets{plane,state},
+direction,action}, kernel_rule_packets{plane,rule,family} (the rules' own counters, read
+every audit round), violations{plane,rule}, violations_seen_total, plane_sockets{plane,state},
 plane_interface_up{plane}, link_events_total{plane,event}, policy_reloads_total{result},
-rules_restored_total,
-log_overruns_total, audit_errors_total, flows_tracked, up, ready, observe_mode,
-last_audit_timestamp_seconds.
+rules_restored_total, log_overruns_total, audit_errors_total, flows_tracked, up, ready,
+observe_mode, last_audit_timestamp_seconds.
 
 Signals: SIGHUP reloads the policy; SIGTERM/SIGINT stop the guard (the rules stay).
 Under systemd (Type=notify): READY=1 once the rules hold, WATCHDOG=1 when WatchdogSec is set.
@@ -173,17 +176,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.remove {
         let removed = g::remove(g::TABLE).map_err(kernel_error)?;
         if removed {
-            println!("removed table inet {} (the guard's rules)", g::TABLE);
+            println!("removed the guard's rules (tables {})", tables());
         } else {
             println!(
-                "nothing to remove: no table inet {} in this network namespace",
-                g::TABLE
+                "nothing to remove: no table {} in this network namespace",
+                tables()
             );
         }
         return Ok(ExitCode::from(exit::OK));
     }
     let path = args.policy.clone().expect("clap requires --policy");
     Guard::start(&path, &args)?.run()
+}
+
+/// `ip ifpin and ip6 ifpin`.
+fn tables() -> String {
+    format!("ip {0} and ip6 {0}", g::TABLE)
 }
 
 fn kernel_error(err: g::GuardError) -> anyhow::Error {
@@ -230,7 +238,7 @@ fn check(path: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         "\nwould install{} (nothing was changed):\n",
         if args.observe { ", observing only" } else { "" }
     );
-    print!("{}", g::nft::render_table(&table));
+    print!("{}", g::render(&table));
     Ok(ExitCode::from(exit::OK))
 }
 
@@ -255,15 +263,89 @@ impl Out {
 
 /// One line for a human: time, type, then the fields.
 fn readable(event: &Value) -> String {
-    let mut line = format!(
-        "{} {}",
-        event["time"]
-            .as_str()
-            .unwrap_or("")
-            .get(11..19)
-            .unwrap_or(""),
-        event["type"].as_str().unwrap_or("?")
-    );
+    let time = event["time"]
+        .as_str()
+        .unwrap_or("")
+        .get(11..19)
+        .unwrap_or("");
+    let ty = event["type"].as_str().unwrap_or("?");
+    let text = |key: &str| match &event[key] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let summary = match ty {
+        "drop" | "flow" => {
+            let end = |addr: &str, port: &str| {
+                let addr = text(addr);
+                let port = text(port);
+                match (addr.contains(':'), port.is_empty()) {
+                    (_, true) => addr,
+                    (true, false) => format!("[{addr}]:{port}"),
+                    (false, false) => format!("{addr}:{port}"),
+                }
+            };
+            let via = if event["direction"] == "egress" {
+                "out"
+            } else {
+                "in"
+            };
+            let who = match (&event["owner"], text("sender").as_str()) {
+                (Value::Object(o), _) if o.get("command").is_some_and(Value::is_string) => {
+                    let mut who = format!(
+                        " by {} (pids {}",
+                        o["command"].as_str().unwrap_or(""),
+                        o["pids"]
+                    );
+                    if let Some(unit) = o.get("unit").and_then(Value::as_str) {
+                        who.push_str(&format!(", unit {unit}"));
+                    }
+                    who.push(')');
+                    who
+                }
+                (_, sender) => format!(" by {sender}"),
+            };
+            Some(format!(
+                "{} {} plane {}: {} {} -> {} {via} {}{who}; {} packet(s){}",
+                text("action"),
+                text("rule"),
+                text("plane"),
+                text("protocol"),
+                end("src", "sport"),
+                end("dst", "dport"),
+                text("interface"),
+                text("count"),
+                if ty == "flow" {
+                    format!(" ({} new)", text("new"))
+                } else {
+                    String::new()
+                },
+            ))
+        }
+        "violation" | "violation-cleared" => Some(format!(
+            "{} plane {}: {} {} -> {} ({}): {}",
+            text("rule"),
+            text("plane"),
+            text("protocol"),
+            text("local"),
+            text("remote"),
+            text("command"),
+            text("reason"),
+        )),
+        "link" => Some(format!(
+            "plane {}: {} {} (index {}): {}",
+            text("plane"),
+            text("event"),
+            text("interface"),
+            text("index"),
+            text("detail"),
+        )),
+        _ => None,
+    };
+    if let Some(summary) = summary {
+        return format!("{time} {ty} {summary}");
+    }
+    let mut line = format!("{time} {ty}");
     if let Some(map) = event.as_object() {
         for (k, v) in map {
             if k == "type" || k == "time" {
@@ -403,7 +485,7 @@ impl Guard {
         guard.out.emit(json!({
             "type": "started",
             "policy": guard.policy_path.display().to_string(),
-            "table": format!("inet {}", g::TABLE),
+            "tables": [format!("ip {}", g::TABLE), format!("ip6 {}", g::TABLE)],
             "adopted": installed.adopted,
             "mode": if guard.options.observe { "observe" } else { "enforce" },
             "log_group": guard.options.log_group,
@@ -555,13 +637,14 @@ impl Guard {
         }
         self.resolve_owners_now();
         self.report_flows();
+        self.kernel_counts();
         self.metrics.ready.set(0);
         self.metrics.up.set(0);
         self.write_textfile();
         self.out.emit(json!({
             "type": "stopping",
             "signal": signal.as_str(),
-            "rules": format!("kept: table inet {} stays in force (fail closed); `ifpin guard --remove` removes it", g::TABLE),
+            "rules": format!("kept: tables {} stay in force (fail closed); `ifpin guard --remove` removes them", tables()),
         }));
         ExitCode::from(exit::OK)
     }
@@ -600,24 +683,30 @@ impl Guard {
         } else {
             "drop"
         };
+        // Counted per (rule, plane, interface) for the batch, then added to the metrics once
+        // per label set: a flood costs a hash lookup per packet, not a metric lookup.
+        let mut counts: HashMap<(g::LogRule, &str, Option<u32>), u64> = HashMap::new();
         for p in &packets {
-            let interface = match p.rule {
-                g::LogRule::Egress => self.ifname(p.out_index),
-                _ => self.ifname(p.in_index),
+            let index = match p.rule {
+                g::LogRule::Egress => p.out_index,
+                _ => p.in_index,
             };
-            self.metrics
-                .drops
-                .get_or_create(&DropLabels {
-                    plane: p.plane.clone(),
-                    rule: p.rule.as_str().to_owned(),
-                    interface,
-                    direction: p.rule.direction().to_owned(),
-                    action: action.to_owned(),
-                })
-                .inc();
+            *counts.entry((p.rule, p.plane.as_str(), index)).or_default() += 1;
             if let Recorded::New(key) = self.flows.record(p, now, instant) {
                 self.pending_owner.push(key);
             }
+        }
+        for ((rule, plane, index), n) in counts {
+            self.metrics
+                .drops
+                .get_or_create(&DropLabels {
+                    plane: plane.to_owned(),
+                    rule: rule.as_str().to_owned(),
+                    interface: self.ifname(index),
+                    direction: rule.direction().to_owned(),
+                    action: action.to_owned(),
+                })
+                .inc_by(n);
         }
         self.metrics.flows_tracked.set(self.flows.len() as i64);
         self.metrics_dirty = true;
@@ -654,14 +743,25 @@ impl Guard {
         for (p, o) in local.iter().zip(owners) {
             found.insert(FlowKey::of(p), o);
         }
-        for (_, key) in lookup.into_iter().chain(skipped) {
+        let looked_up = lookup.len();
+        for (i, key) in lookup.into_iter().chain(skipped) {
             let owner = found.remove(&key).flatten();
             if let Some(flow) = self.flows.get_mut(&key) {
                 flow.owner = owner;
                 flow.owner_done = true;
                 flow.reported = flow.count;
             }
-            self.emit_drop(&key);
+            let mut event = self.flow_json(&key);
+            if event.is_null() {
+                continue;
+            }
+            event["type"] = json!("drop");
+            let local = key.rule == g::LogRule::Egress && key.in_index.is_none();
+            if local && i >= looked_up {
+                event["owner_lookup"] =
+                    json!("skipped: more than 64 new flows at once (at most 64 per lookup)");
+            }
+            self.out.emit(event);
         }
     }
 
@@ -706,15 +806,6 @@ impl Guard {
         })
     }
 
-    fn emit_drop(&mut self, key: &FlowKey) {
-        let mut event = self.flow_json(key);
-        if event.is_null() {
-            return;
-        }
-        event["type"] = json!("drop");
-        self.out.emit(event);
-    }
-
     fn report_flows(&mut self) {
         let updates = self.flows.take_updates();
         for (key, flow) in updates {
@@ -738,15 +829,33 @@ impl Guard {
         self.metrics.flows_tracked.set(self.flows.len() as i64);
     }
 
+    /// Reads the rules' own packet counters into the metrics.
+    fn kernel_counts(&mut self) {
+        if let Ok(counts) = g::kernel_counts(g::TABLE) {
+            for c in counts {
+                self.metrics
+                    .kernel_drops
+                    .get_or_create(&KernelLabels {
+                        plane: c.plane,
+                        rule: c.rule.as_str().to_owned(),
+                        family: c.family.to_owned(),
+                    })
+                    .set(c.packets as i64);
+            }
+            self.metrics_dirty = true;
+        }
+    }
+
     fn audit_round(&mut self) {
+        self.kernel_counts();
         // The rules themselves: someone with CAP_NET_ADMIN may have deleted the table.
-        if let Ok(false) = g::installed(g::TABLE) {
+        if let Ok(false) = g::installed_all(g::TABLE) {
             let table = g::ruleset(&self.policy, &self.bindings, &self.options);
             let result = g::install(&table);
             self.metrics.rules_restored.inc();
             self.out.emit(json!({
                 "type": "rules-restored",
-                "detail": format!("table inet {} was removed by someone else; installed again", g::TABLE),
+                "detail": format!("the guard's rules (tables {}) were removed by someone else; installed again", tables()),
                 "error": result.err().map(|e| chain(&e)),
             }));
         }
@@ -1002,4 +1111,36 @@ fn nix_ifnames() -> std::io::Result<HashMap<u32, String>> {
         .iter()
         .map(|i| (i.index(), i.name().to_string_lossy().into_owned()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_read_as_a_sentence_on_a_terminal() {
+        let event = json!({
+            "type": "drop", "time": "2026-12-01T07:16:35.313Z", "action": "dropped",
+            "rule": "egress", "plane": "backplane", "protocol": "tcp", "direction": "egress",
+            "src": "10.20.0.1", "sport": 41522, "dst": "fd99::2", "dport": 7500,
+            "interface": "eth1", "count": 3, "sender": "process",
+            "owner": {"command": "curl", "pids": [42], "unit": "leaky.service"},
+        });
+        assert_eq!(
+            readable(&event),
+            "07:16:35 drop dropped egress plane backplane: tcp 10.20.0.1:41522 -> \
+             [fd99::2]:7500 out eth1 by curl (pids [42], unit leaky.service); 3 packet(s)"
+        );
+        let kernel = json!({
+            "type": "drop", "time": "2026-12-01T07:16:35.313Z", "action": "dropped",
+            "rule": "egress", "plane": "bp", "protocol": "icmp", "direction": "egress",
+            "src": "10.10.0.1", "dst": "10.99.7.2", "interface": "eth1", "count": 1,
+            "sender": "kernel", "owner": null,
+        });
+        assert!(
+            readable(&kernel).ends_with("10.10.0.1 -> 10.99.7.2 out eth1 by kernel; 1 packet(s)")
+        );
+        let other = json!({"type": "ready", "time": "2026-12-01T07:16:35.313Z"});
+        assert_eq!(readable(&other), "07:16:35 ready");
+    }
 }

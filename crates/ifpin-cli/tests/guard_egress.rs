@@ -88,6 +88,19 @@ fn a_socket_bound_to_the_plane_source_cannot_reach_others_through_the_front() {
 
     support::send_udp(chassis.host(), Some(src), dst, 5);
     assert!(from_plane(&front) > 0, "{}", front.describe());
+    let src6 = IpAddr::V6(Chassis::HOST_CTL0_V6);
+    support::send_udp(
+        chassis.host(),
+        Some(src6),
+        SocketAddr::new(IpAddr::V6(Chassis::FRONT_V6), 9_000),
+        5,
+    );
+    front.settle();
+    assert!(
+        front.count(|f| f.src_ip() == Some(src6)) > 0,
+        "{}",
+        front.describe()
+    );
     front.clear();
 
     let policy = PolicyFile::new(POLICY);
@@ -121,16 +134,28 @@ fn the_kernels_reset_for_a_closed_port_does_not_leave_through_the_front() {
             Duration::from_millis(600),
         )
     };
-    let resets = |front: &netlab::FrameCounter| {
+    let knock6 = || {
+        support::tcp_connects(
+            chassis.backplane(),
+            Some(IpAddr::V6(Chassis::CONTROL_V6)),
+            SocketAddr::new(IpAddr::V6(Chassis::HOST_CTL0_V6), 7_999),
+            Duration::from_millis(600),
+        )
+    };
+    let resets_to = |front: &netlab::FrameCounter, to: IpAddr| {
         front.settle();
         front.count(|f| {
-            f.dst_ip() == Some(IpAddr::V4(Chassis::CONTROL_V4))
+            f.dst_ip() == Some(to)
                 && matches!(f.transport(), Some(netlab::Transport::Tcp { flags, .. }) if flags & 0x04 != 0)
         })
     };
+    let resets = |front: &netlab::FrameCounter| resets_to(front, IpAddr::V4(Chassis::CONTROL_V4));
+    let resets6 = |front: &netlab::FrameCounter| resets_to(front, IpAddr::V6(Chassis::CONTROL_V6));
 
     assert!(!knock());
     assert!(resets(&front) > 0, "{}", front.describe());
+    assert!(!knock6());
+    assert!(resets6(&front) > 0, "{}", front.describe());
     front.clear();
     backplane.clear();
 
@@ -147,6 +172,12 @@ fn the_kernels_reset_for_a_closed_port_does_not_leave_through_the_front() {
     assert_eq!(event["sender"], "kernel", "{event}");
     assert_eq!(event["tcp_flags"], "ack|rst", "{event}");
     assert_eq!(event["interface"], "eth1", "{event}");
+    assert!(!knock6());
+    assert_eq!(resets6(&front), 0, "{}", front.describe());
+    let event = guard.expect_event("IPv6 reset drop", |e| {
+        e["type"] == "drop" && e["dst"] == Chassis::CONTROL_V6.to_string()
+    });
+    assert_eq!(event["sender"], "kernel", "{event}");
 }
 
 #[test]
@@ -195,4 +226,75 @@ fn a_namespace_routed_through_the_host_cannot_forward_plane_traffic_out_of_the_f
     drop(guard);
     drop(chassis);
     drop(lan);
+}
+
+/// A cgroup v2 directory named like a systemd service's, removed on drop.
+struct UnitCgroup(std::path::PathBuf);
+
+impl UnitCgroup {
+    fn new() -> UnitCgroup {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = info
+            .lines()
+            .find_map(|line| {
+                let (left, right) = line.split_once(" - ")?;
+                right
+                    .starts_with("cgroup2 ")
+                    .then(|| left.split(' ').nth(4).map(std::path::PathBuf::from))?
+            })
+            .expect("a cgroup2 mount");
+        let slice = root.join(format!("ifpin-guard-test-{}.slice", std::process::id()));
+        let unit = slice.join("leaky.service");
+        std::fs::create_dir_all(&unit).unwrap();
+        UnitCgroup(unit)
+    }
+}
+
+impl Drop for UnitCgroup {
+    fn drop(&mut self) {
+        // Empty once its process is gone (killed below, or with the namespace).
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(slice) = self.0.parent() {
+            let _ = std::fs::remove_dir(slice);
+        }
+    }
+}
+
+#[test]
+fn a_leaking_service_is_named_by_its_systemd_unit() {
+    if !netlab::require_privileged() {
+        return;
+    }
+    // Made first, dropped last: after the namespace's drop has killed the service.
+    let unit = UnitCgroup::new();
+    let chassis = Chassis::new().unwrap();
+    let policy = PolicyFile::new(POLICY);
+    let guard = Guard::start(chassis.host(), policy.path(), &[]);
+    // A "service": a shell in the unit's cgroup that sends to the control address through
+    // the front, as a misconfigured daemon would.
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec python3 -c \"import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor _ in range(40):\n  try: s.sendto(b'x',('{}',9100))\n  except OSError: pass\n  time.sleep(0.05)\"",
+        unit.0.display(),
+        Chassis::CONTROL_V4
+    );
+    let service = chassis
+        .host()
+        .spawn(chassis.host().command("sh").args(["-c", &script]))
+        .unwrap();
+    let event = guard.expect_event("drop", |e| e["type"] == "drop" && e["dport"] == 9_100);
+    let _ = service.kill();
+    assert_eq!(event["owner"]["unit"], "leaky.service", "{event}");
+    assert_eq!(event["owner"]["command"], "python3", "{event}");
+    assert!(
+        event["owner"]["cgroup"]
+            .as_str()
+            .unwrap()
+            .ends_with("/leaky.service"),
+        "{event}"
+    );
 }

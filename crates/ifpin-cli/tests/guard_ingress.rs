@@ -103,3 +103,39 @@ fn spoofed_plane_sources_and_front_connections_to_plane_ports_are_dropped() {
         guard.events()
     );
 }
+
+#[test]
+fn loopback_to_the_hosts_own_plane_address_keeps_working() {
+    if !netlab::require_privileged() {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let policy = PolicyFile::new(POLICY);
+    let guard = Guard::start(chassis.host(), policy.path(), &[]);
+    // The host's ctl0 address is in the plane's prefixes (10.10.0.0/24, fd10::/64), and so
+    // is its listener's port: a local connection to it travels over lo, source and
+    // destination in the plane, and must pass.
+    for addr in [
+        IpAddr::V4(Chassis::HOST_CTL0_V4),
+        IpAddr::V6(Chassis::HOST_CTL0_V6),
+    ] {
+        let service = support::Listener::start(chassis.host(), SocketAddr::new(addr, PLANE_PORT));
+        assert!(
+            support::tcp_connects(
+                chassis.host(),
+                Some(addr),
+                SocketAddr::new(addr, PLANE_PORT),
+                Duration::from_secs(2)
+            ),
+            "a local connection to {addr} over lo"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(service.accepted().len(), 1);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !guard.events().iter().any(|e| e["type"] == "drop"),
+        "{:?}",
+        guard.events()
+    );
+}

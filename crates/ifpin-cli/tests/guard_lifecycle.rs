@@ -110,13 +110,16 @@ fn kill_9_leaves_the_rules_and_a_restart_adopts_them_with_no_gap_and_no_duplicat
     assert!(sent >= 40, "the sender ran: {sent}");
     assert_eq!(front_control_frames(&front), 0, "{}", front.describe());
     let ruleset = support::nft_ruleset(chassis.host());
-    assert_eq!(ruleset.matches("table inet ifpin").count(), 1, "{ruleset}");
-    // postrouting: 4 prefixes x 2 ends; input: 4 sources + 2 port rules; forward: 4 sources.
-    assert_eq!(ruleset.matches("jump backplane_").count(), 18, "{ruleset}");
+    assert_eq!(ruleset.matches("table ip ifpin").count(), 1, "{ruleset}");
+    assert_eq!(ruleset.matches("table ip6 ifpin").count(), 1, "{ruleset}");
+    assert_eq!(ruleset.matches("table ").count(), 2, "{ruleset}");
+    // Per table (ip, ip6): postrouting 2 prefixes x 2 ends, input 2 sources + 2 port
+    // rules, forward 2 sources.
+    assert_eq!(ruleset.matches("jump backplane_").count(), 20, "{ruleset}");
     assert_eq!(
         ruleset.matches("chain ").count(),
-        6,
-        "3 base chains and 3 plane chains, once: {ruleset}"
+        12,
+        "3 base chains and 3 plane chains per table, once: {ruleset}"
     );
     drop(again);
 }
@@ -139,7 +142,7 @@ fn remove_leaves_nothing_and_traffic_follows_the_routing_table_again() {
 
     let (code, stdout, stderr) = ifpin_in(chassis.host(), &["guard", "--remove"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
-    assert!(stdout.contains("removed table inet ifpin"), "{stdout}");
+    assert!(stdout.contains("removed the guard's rules"), "{stdout}");
     assert!(!table_exists(chassis.host()));
     assert_eq!(support::nft_ruleset(chassis.host()).trim(), "");
     // Nothing left: plane traffic follows the routing table again (the control).

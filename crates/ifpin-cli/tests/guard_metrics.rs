@@ -69,6 +69,21 @@ fn the_contrib_alerting_rules_pass_promtool_and_the_unit_is_type_notify() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // The alerts fire as intended on recorded series (a drop, a violation, a missing plane
+    // interface, a refused reload, a guard down), and only then.
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../contrib/prometheus/ifpin-guard.rules.test.yml");
+    let out = Command::new(promtool())
+        .args(["test", "rules"])
+        .arg(&tests)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The same check fails on a broken rule (the tool does check).
     let broken = TempPath::new("broken.rules.yml");
     std::fs::write(
@@ -98,6 +113,35 @@ fn the_contrib_alerting_rules_pass_promtool_and_the_unit_is_type_notify() {
         assert!(unit.contains(line), "the unit lacks {line}");
     }
     assert!(unit.contains("ExecStart=/usr/local/bin/ifpin guard --policy"));
+
+    // systemd accepts it (with the binary under test in place of /usr/local/bin/ifpin), and
+    // rates its exposure at most 4.0 ("OK").
+    let copy = TempPath::new("ifpin-guard.service");
+    std::fs::write(
+        &copy.0,
+        unit.replace("/usr/local/bin/ifpin", support::ifpin()),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy.0)
+        .output()
+        .expect("systemd-analyze runs (Debian's systemd package)");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=40"])
+        .arg(&copy.0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -232,8 +276,120 @@ fn metrics_scraped_with_curl_and_the_textfile_pass_promtool() {
     );
     // promtool does fail on a malformed exposition (the check can fail).
     assert!(!check_metrics("ifpin_guard_up{ 1\n").0);
-    // OpenMetrics on request.
     let raw = support::http_get(chassis.host(), addr.parse().unwrap(), "/nothing");
     assert!(raw.starts_with("HTTP/1.1 404"), "{raw}");
+    // The listener goes away: the violation clears, once.
+    drop(_listener);
+    let cleared = guard.expect_event("violation-cleared", |e| e["type"] == "violation-cleared");
+    assert_eq!(cleared["rule"], "unpinned-plane-listener", "{cleared}");
+    std::thread::sleep(Duration::from_millis(1_200));
+    let events = guard.events();
+    let count = |ty: &str| events.iter().filter(|e| e["type"] == ty).count();
+    assert_eq!(count("violation"), 1, "not every round: {events:?}");
+    assert_eq!(count("violation-cleared"), 1, "{events:?}");
     drop(guard);
+}
+
+#[test]
+fn a_flow_that_keeps_dropping_is_reported_again_with_its_count() {
+    if !netlab::require_privileged() {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let policy = PolicyFile::new(POLICY);
+    let guard = Guard::start(
+        chassis.host(),
+        policy.path(),
+        &["--report-interval", "300ms"],
+    );
+    let dst = SocketAddr::new(IpAddr::V4(Chassis::CONTROL_V4), 9_800);
+    // One socket, one flow: three datagrams, then three more after the first report.
+    let socket = chassis
+        .host()
+        .run(|| std::net::UdpSocket::bind("0.0.0.0:0").unwrap())
+        .unwrap();
+    let sent_at = std::time::Instant::now();
+    for _ in 0..3 {
+        let _ = socket.send_to(b"x", dst);
+    }
+    let first = guard.expect_event("drop", |e| e["type"] == "drop" && e["dport"] == 9_800);
+    // The kernel flushes the log group every 100 ms, the owner lookup follows at once.
+    assert!(
+        sent_at.elapsed() < Duration::from_millis(800),
+        "the drop was reported {:?} after it happened",
+        sent_at.elapsed()
+    );
+    assert_eq!(first["count"], 3, "{first}");
+    assert_eq!(first["owner"]["pids"][0], std::process::id(), "{first}");
+    for _ in 0..3 {
+        let _ = socket.send_to(b"x", dst);
+    }
+    let again = guard.expect_event("flow", |e| e["type"] == "flow" && e["dport"] == 9_800);
+    assert_eq!(again["count"], 6, "{again}");
+    assert_eq!(again["new"], 3, "{again}");
+    assert_eq!(again["first_seen"], first["first_seen"], "{again}");
+    let drops = guard
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "drop" && e["dport"] == 9_800)
+        .count();
+    assert_eq!(drops, 1);
+    // The rules' own counter agrees (read from the kernel at each audit round and at exit).
+    let textfile = TempPath::new("flow-metrics.prom");
+    drop(guard);
+    let again = Guard::start(
+        chassis.host(),
+        policy.path(),
+        &["--textfile", textfile.0.to_str().unwrap()],
+    );
+    for _ in 0..4 {
+        let _ = socket.send_to(b"x", dst);
+    }
+    again.expect_event("drop", |e| e["type"] == "drop" && e["dport"] == 9_800);
+    assert!(again.stop().success());
+    let text = std::fs::read_to_string(&textfile.0).unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            "ifpin_guard_kernel_rule_packets",
+            &["rule=\"egress\"", "family=\"ip\"", "plane=\"backplane\""]
+        ),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "ifpin_guard_drops_total", &["rule=\"egress\""]),
+        Some(4.0),
+        "{text}"
+    );
+}
+
+#[test]
+fn flows_beyond_max_flows_are_counted_in_overflow() {
+    if !netlab::require_privileged() {
+        return;
+    }
+    let chassis = Chassis::new().unwrap();
+    let policy = PolicyFile::new(POLICY);
+    let guard = Guard::start(
+        chassis.host(),
+        policy.path(),
+        &["--max-flows", "2", "--report-interval", "300ms"],
+    );
+    let socket = chassis
+        .host()
+        .run(|| std::net::UdpSocket::bind("0.0.0.0:0").unwrap())
+        .unwrap();
+    for port in 9_900..9_905u16 {
+        let _ = socket.send_to(b"x", SocketAddr::new(IpAddr::V4(Chassis::CONTROL_V4), port));
+    }
+    let overflow = guard.expect_event("overflow", |e| e["type"] == "overflow");
+    assert_eq!(overflow["count"], 3, "{overflow}");
+    assert_eq!(overflow["rule"], "egress", "{overflow}");
+    let drops = guard
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "drop")
+        .count();
+    assert_eq!(drops, 2, "the table holds two flows: {:?}", guard.events());
 }

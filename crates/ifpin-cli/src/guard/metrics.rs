@@ -32,6 +32,13 @@ pub struct PlaneRule {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KernelLabels {
+    pub plane: String,
+    pub rule: String,
+    pub family: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PlaneState {
     pub plane: String,
     pub state: String,
@@ -57,6 +64,7 @@ pub struct ResultLabel {
 pub struct Metrics {
     pub registry: Registry,
     pub drops: Family<DropLabels, Counter>,
+    pub kernel_drops: Family<KernelLabels, Gauge>,
     pub violations: Family<PlaneRule, Gauge>,
     pub violations_seen: Family<PlaneRule, Counter>,
     pub plane_sockets: Family<PlaneState, Gauge>,
@@ -78,6 +86,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("ifpin_guard");
         let m = Metrics {
             drops: Family::default(),
+            kernel_drops: Family::default(),
             violations: Family::default(),
             violations_seen: Family::default(),
             plane_sockets: Family::default(),
@@ -98,6 +107,11 @@ impl Metrics {
             "drops",
             "Packets the guard dropped (action=drop) or, in observe mode, would have dropped (action=observe), by plane, rule, interface and direction",
             m.drops.clone(),
+        );
+        registry.register(
+            "kernel_rule_packets",
+            "Packets counted by the kernel in each log-and-drop rule since the rules were last installed (exact even if drop logs were lost; restarts at 0 on every install), by plane, rule and table family",
+            m.kernel_drops.clone(),
         );
         registry.register(
             "violations",

@@ -4,7 +4,7 @@
 //! A flow is what one conversation attempt looks like on the wire: rule, plane, interfaces,
 //! protocol, addresses and ports. The table holds at most `capacity` flows; when it is full,
 //! the packets of further new flows are still counted, per rule and plane, in an overflow
-//! count ([`FlowTable::overflow`]), so no drop is ever lost from the totals.
+//! count (reported by [`FlowTable::take_overflow`]), so no drop is ever lost from the totals.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;

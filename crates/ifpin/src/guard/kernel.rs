@@ -29,6 +29,18 @@ impl Nft {
         socket.bind(&SocketAddr::new(0, 0)).map_err(err("bind"))?;
         // Error messages from the kernel (which attribute was wrong) when it has them.
         let _ = socket.set_ext_ack(true);
+        // A batch is one datagram, refused (EMSGSIZE) beyond the send buffer: room for a
+        // policy of tens of thousands of prefixes, and for their acknowledgements.
+        let _ = nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::SndBufForce,
+            &(16usize << 20),
+        );
+        let _ = nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::RcvBufForce,
+            &(4usize << 20),
+        );
         let seq = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_secs() as u32);
@@ -94,9 +106,13 @@ impl Nft {
     }
 
     /// Whether the table exists (a `GETTABLE` answered by the table, or `ENOENT`).
-    pub(crate) fn table_exists(&mut self, name: &str) -> Result<bool, GuardError> {
+    pub(crate) fn table_exists(
+        &mut self,
+        family: super::nft::TableFamily,
+        name: &str,
+    ) -> Result<bool, GuardError> {
         let seq = self.next_seq(1);
-        let request = super::nft::get_table(name, seq);
+        let request = super::nft::get_table(family, name, seq);
         self.socket
             .send(request.bytes(), 0)
             .map_err(|source| GuardError::Netlink {
@@ -123,13 +139,71 @@ impl Nft {
                         0 => Ok(found),
                         e if e == libc::ENOENT => Ok(false),
                         e => Err(GuardError::Kernel {
-                            what: format!("get table inet {name}"),
+                            what: format!("get table {} {name}", family.name()),
                             source: io::Error::from_raw_os_error(e),
                         }),
                     };
                 } else if ty == NLMSG_DONE {
                     return Ok(found);
                 }
+            }
+        }
+    }
+
+    /// The log prefix and packet count of every log-and-count rule of one table (empty when
+    /// the table does not exist).
+    pub(crate) fn logged_counts(
+        &mut self,
+        family: super::nft::TableFamily,
+        name: &str,
+    ) -> Result<Vec<(String, u64)>, GuardError> {
+        let seq = self.next_seq(1);
+        let request = super::nft::dump_rules(family, name, seq);
+        self.socket
+            .send(request.bytes(), 0)
+            .map_err(|source| GuardError::Netlink {
+                call: "send (list rules)",
+                source,
+            })?;
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        let mut buf = Vec::with_capacity(256 * 1024);
+        let mut out = Vec::new();
+        loop {
+            self.wait(deadline)?;
+            buf.clear();
+            self.socket
+                .recv(&mut buf, 0)
+                .map_err(|source| GuardError::Netlink {
+                    call: "recv (list rules)",
+                    source,
+                })?;
+            let mut bytes = &buf[..];
+            while bytes.len() >= 16 {
+                let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+                if len < 16 || len > bytes.len() {
+                    break;
+                }
+                let ty = u16::from_ne_bytes([bytes[4], bytes[5]]);
+                if ty == NLMSG_DONE {
+                    return Ok(out);
+                }
+                if ty == NLMSG_ERROR && len >= 20 {
+                    let errno = -i32::from_ne_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
+                    return match errno {
+                        0 => Ok(out),
+                        e if e == libc::ENOENT => Ok(Vec::new()),
+                        e => Err(GuardError::Kernel {
+                            what: format!("list the rules of table {} {name}", family.name()),
+                            source: io::Error::from_raw_os_error(e),
+                        }),
+                    };
+                }
+                if ty == (NFNL_SUBSYS_NFTABLES << 8) | super::nft::NFT_MSG_NEWRULE && len > 20 {
+                    if let Some(count) = super::nft::logged_count(&bytes[20..len]) {
+                        out.push(count);
+                    }
+                }
+                bytes = bytes.get((len + 3) & !3..).unwrap_or(&[]);
             }
         }
     }

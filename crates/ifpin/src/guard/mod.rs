@@ -1,12 +1,12 @@
 //! `ifpin guard`: the whole network namespace held to the policy, whoever sends.
 //!
-//! The guard owns one nftables table, `inet ifpin`, written over netlink in one transaction
-//! ([`install`]). Its hooks are the network namespace's own, so they see every packet: every
-//! process in every cgroup, the kernel's own answers (TCP resets, ICMP errors, IGMP/MLD
+//! The guard owns two nftables tables, `ip ifpin` and `ip6 ifpin`, written over netlink in
+//! one transaction ([`install`]). Their hooks are the network namespace's own, so they see
+//! every packet: every process in every cgroup, the kernel's own answers (TCP resets, ICMP errors, IGMP/MLD
 //! reports) and forwarded packets, on every interface, including interfaces created later,
-//! from their first packet. The table stays in the kernel when the guard exits or dies
-//! (fail closed); the next start replaces it in one transaction (no gap, no duplicate), and
-//! [`remove`] takes it away.
+//! from their first packet. The tables stay in the kernel when the guard exits or dies
+//! (fail closed); the next start replaces them in one transaction (no gap, no duplicate), and
+//! [`remove`] takes them away.
 //!
 //! For every plane (an interface, its prefixes and its ports), [`ruleset`] builds:
 //!
@@ -40,12 +40,9 @@ use serde::Serialize;
 
 use crate::interface::{IfIndex, Interface, InterfaceSpec};
 use crate::policy::{Plane, Policy};
-use nft::{Action, Chain, End, Family, Hook, Match, Rule, Set, SetKind, Table};
+use nft::{Action, Chain, End, Family, Hook, Match, Rule, Set, SetKind, Table, TableFamily};
 
-/// Builds the address matches of one end (source or destination) of a rule.
-type EndMatcher = Box<dyn Fn(End) -> Vec<Vec<Match>>>;
-
-/// The name of the guard's table (family `inet`).
+/// The name of the guard's tables (families `ip` and `ip6`).
 pub const TABLE: &str = "ifpin";
 
 /// The NFLOG group the guard logs drops to, unless told otherwise.
@@ -109,8 +106,8 @@ fn hint(err: &io::Error) -> &'static str {
     match err.raw_os_error() {
         Some(libc::EPERM) => " (not permitted: run as root, or with CAP_NET_ADMIN)",
         Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) => {
-            " (this kernel lacks part of nf_tables the guard needs: nf_tables with the inet \
-             family, and the meta, cmp, payload, bitwise, lookup, log (nfnetlink_log) and \
+            " (this kernel lacks part of nf_tables the guard needs: nf_tables with the ip and \
+             ip6 families, and the meta, cmp, payload, bitwise, lookup, log (nfnetlink_log) and \
              counter expressions)"
         }
         _ => "",
@@ -264,15 +261,30 @@ fn chain_stem(plane: &str, index: usize, taken: &mut Vec<String>) -> String {
     stem
 }
 
-/// The guard's table for `policy`, with each plane's interface as `bindings` resolve it.
+/// The guard's tables for `policy` (`ip` and `ip6`), with each plane's interface as
+/// `bindings` resolve it.
 ///
-/// Laid out so that traffic the policy does not touch costs little: each packet passes one
-/// of the guard's base chains on the way in (`input` if it is for this host, `forward` if
-/// it is routed through) and one on the way out (`postrouting`), and there meets only set
-/// lookups of its addresses (and ports) per plane. Only a packet that involves a plane
-/// jumps to the plane's chain, where the plane's own interface (index and name) and
-/// loopback return, and anything else is logged and dropped.
-pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOptions) -> Table {
+/// Laid out so that traffic the policy does not touch costs little: one table per address
+/// family, so a packet never runs the other family's tests (nor a family check per test);
+/// each packet passes one of the guard's base chains on the way in (`input` if it is for
+/// this host, `forward` if it is routed through) and one on the way out (`postrouting`), and
+/// there meets only the tests of its addresses (and ports) per plane. Only a packet that
+/// involves a plane jumps to the plane's chain, where the plane's own interface (index and
+/// name) and loopback return, and anything else is logged and dropped.
+pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOptions) -> Vec<Table> {
+    [Family::V4, Family::V6]
+        .into_iter()
+        .map(|family| family_table(policy, bindings, options, family))
+        .collect()
+}
+
+/// The guard's table of one address family.
+fn family_table(
+    policy: &Policy,
+    bindings: &[PlaneBinding],
+    options: &GuardOptions,
+    table_family: Family,
+) -> Table {
     let mut sets = Vec::new();
     let mut chains = Vec::new();
     let base = |name: &str, hook: Hook, priority: i32| Chain {
@@ -356,19 +368,14 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
             }
         };
         // How each family's addresses are matched: inline prefixes, or one interval set.
-        let mut matchers: Vec<EndMatcher> = Vec::new();
+        let mut matchers = Vec::new();
         for (family, nets, suffix) in [(Family::V4, v4, "v4"), (Family::V6, v6, "v6")] {
-            if nets.is_empty() {
+            if nets.is_empty() || family != table_family {
                 continue;
             }
             let merged = nft::merged_prefixes(&nets);
             if merged.len() <= INLINE_PREFIXES {
-                matchers.push(Box::new(move |end| {
-                    merged
-                        .iter()
-                        .map(|n| vec![Match::Prefix(end, *n)])
-                        .collect()
-                }));
+                matchers.push(AddrMatch::Inline(merged));
             } else {
                 let name = format!("{stem}_{suffix}");
                 sets.push(Set {
@@ -379,9 +386,7 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
                         SetKind::V6(nets)
                     },
                 });
-                matchers.push(Box::new(move |end| {
-                    vec![vec![Match::Addr(family, end, name.clone())]]
-                }));
+                matchers.push(AddrMatch::Set(family, name));
             }
         }
         if !matchers.is_empty() {
@@ -391,7 +396,7 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
             chains.push(check(ingress.clone(), LogRule::SpoofedSource, false));
             for matcher in &matchers {
                 for end in [End::Destination, End::Source] {
-                    for matches in matcher(end) {
+                    for matches in matcher.rules(end) {
                         postrouting.rules.push(Rule {
                             matches,
                             action: Action::Jump(egress.clone()),
@@ -399,7 +404,7 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
                         });
                     }
                 }
-                for matches in matcher(End::Source) {
+                for matches in matcher.rules(End::Source) {
                     for chain in [&mut input, &mut forward] {
                         chain.rules.push(Rule {
                             matches: matches.clone(),
@@ -434,9 +439,38 @@ pub fn ruleset(policy: &Policy, bindings: &[PlaneBinding], options: &GuardOption
     chains.push(forward);
     chains.push(postrouting);
     Table {
+        family: match table_family {
+            Family::V4 => TableFamily::Ip,
+            Family::V6 => TableFamily::Ip6,
+        },
         name: options.table.clone(),
         sets,
         chains,
+    }
+}
+
+/// The families of the guard's tables.
+pub const FAMILIES: [TableFamily; 2] = [TableFamily::Ip, TableFamily::Ip6];
+
+/// Where an earlier ifpin kept its rules (one `inet` table): removed by [`install`] and
+/// [`remove`] in the same transaction, so an upgrade leaves no duplicate.
+const STALE: TableFamily = TableFamily::Inet;
+
+/// How one family's prefixes of a plane are matched.
+enum AddrMatch {
+    /// One rule per prefix.
+    Inline(Vec<ipnet::IpNet>),
+    /// One rule with a lookup in this interval set.
+    Set(Family, String),
+}
+
+impl AddrMatch {
+    /// The conditions of each rule that matches address `end`.
+    fn rules(&self, end: End) -> Vec<Vec<Match>> {
+        match self {
+            AddrMatch::Inline(nets) => nets.iter().map(|n| vec![Match::Prefix(end, *n)]).collect(),
+            AddrMatch::Set(family, name) => vec![vec![Match::Addr(*family, end, name.clone())]],
+        }
     }
 }
 
@@ -448,31 +482,102 @@ pub struct Installed {
     pub adopted: bool,
 }
 
-/// Installs `table` in the caller's network namespace, replacing a table of the same name in
-/// one transaction.
-pub fn install(table: &Table) -> Result<Installed, GuardError> {
+/// Installs `tables` in the caller's network namespace, replacing tables of the same names
+/// (and an earlier layout's `inet` table) in one transaction.
+pub fn install(tables: &[Table]) -> Result<Installed, GuardError> {
     let mut nft = kernel::Nft::open()?;
-    let adopted = nft.table_exists(&table.name)?;
+    let mut adopted = false;
+    for table in tables {
+        adopted |= nft.table_exists(table.family, &table.name)?;
+    }
+    let name = tables.first().map_or(TABLE, |t| t.name.as_str());
+    adopted |= nft.table_exists(STALE, name)?;
     let seq = nft.next_seq(10_000);
-    let batch = nft::replace_batch(table, seq);
+    let batch = nft::replace_batch(tables, &[(STALE, name)], seq);
     nft.transact(&batch)?;
     Ok(Installed { adopted })
 }
 
-/// Whether the table `name` exists in the caller's network namespace.
+/// Whether any of the guard's tables called `name` exists in the caller's network namespace.
 pub fn installed(name: &str) -> Result<bool, GuardError> {
-    kernel::Nft::open()?.table_exists(name)
+    let mut nft = kernel::Nft::open()?;
+    for family in FAMILIES.into_iter().chain([STALE]) {
+        if nft.table_exists(family, name)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
-/// Removes the table `name` (every chain, rule and set in it); `Ok(false)` if there was none.
+/// Whether every one of the guard's tables called `name` (`ip` and `ip6`) exists.
+pub fn installed_all(name: &str) -> Result<bool, GuardError> {
+    let mut nft = kernel::Nft::open()?;
+    for family in FAMILIES {
+        if !nft.table_exists(family, name)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Removes the guard's tables called `name` (every chain, rule and set in them), in one
+/// transaction; `Ok(false)` if there was none.
 pub fn remove(name: &str) -> Result<bool, GuardError> {
     let mut nft = kernel::Nft::open()?;
-    let existed = nft.table_exists(name)?;
-    if existed {
-        let seq = nft.next_seq(4);
-        nft.transact(&nft::delete_batch(name, seq))?;
+    let mut present = Vec::new();
+    for family in FAMILIES.into_iter().chain([STALE]) {
+        if nft.table_exists(family, name)? {
+            present.push((family, name));
+        }
     }
-    Ok(existed)
+    if !present.is_empty() {
+        let seq = nft.next_seq(8);
+        nft.transact(&nft::delete_batch(&present, seq))?;
+    }
+    Ok(!present.is_empty())
+}
+
+/// What the kernel counted for one log-and-drop rule since the tables were last installed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KernelCount {
+    /// The table's family (`ip` or `ip6`).
+    pub family: &'static str,
+    /// The rule.
+    pub rule: LogRule,
+    /// The plane.
+    pub plane: String,
+    /// Packets matched (dropped, or observed).
+    pub packets: u64,
+}
+
+/// The packet counters of the guard's log-and-drop rules, read from the kernel: exact even
+/// when the log group overflowed. They restart at 0 whenever the tables are installed again
+/// (start, reload, link change).
+pub fn kernel_counts(name: &str) -> Result<Vec<KernelCount>, GuardError> {
+    let mut nft = kernel::Nft::open()?;
+    let mut out = Vec::new();
+    for family in FAMILIES {
+        for (prefix, packets) in nft.logged_counts(family, name)? {
+            if let Some((rule, plane)) = parse_log_prefix(&prefix) {
+                out.push(KernelCount {
+                    family: family.name(),
+                    rule,
+                    plane: plane.to_owned(),
+                    packets,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The tables in nft's syntax.
+pub fn render(tables: &[Table]) -> String {
+    tables
+        .iter()
+        .map(nft::render_table)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -488,7 +593,7 @@ mod tests {
         );
         let policy = Policy::parse(&text, "t.toml").unwrap();
         let table = ruleset(&policy, &[], &GuardOptions::default());
-        let text = nft::render_table(&table);
+        let text = render(&table);
         assert!(text.contains("ip daddr @bp_v4 jump bp_egress"), "{text}");
         assert!(text.contains("ip saddr @bp_v4 jump bp_ingress"), "{text}");
         assert!(!text.contains("ip daddr 10."), "{text}");
@@ -520,7 +625,7 @@ mod tests {
             index: Some(3),
         }];
         let table = ruleset(&policy, &bindings, &GuardOptions::default());
-        let text = nft::render_table(&table);
+        let text = render(&table);
         assert!(
             text.contains("meta oif 3 meta oifname \"ctl0\" return"),
             "{text}"
@@ -551,14 +656,14 @@ mod tests {
                 ..GuardOptions::default()
             },
         );
-        assert!(!nft::render_table(&observe).contains(" drop comment"));
+        assert!(!render(&observe).contains(" drop comment"));
         // A missing interface matches nothing: index 0.
         let missing = vec![PlaneBinding {
             plane: "backplane".into(),
             name: "ctl0".into(),
             index: None,
         }];
-        let text = nft::render_table(&ruleset(&policy, &missing, &GuardOptions::default()));
+        let text = render(&ruleset(&policy, &missing, &GuardOptions::default()));
         assert!(
             text.contains("meta oif 0 meta oifname \"ctl0\" return"),
             "{text}"

@@ -18,23 +18,24 @@ use serde::Serialize;
 use super::nft::Batch;
 use super::{GuardError, LogRule, parse_log_prefix};
 
-const NFNL_SUBSYS_ULOG: u16 = 4;
-const NFULNL_MSG_PACKET: u16 = 0;
-const NFULNL_MSG_CONFIG: u16 = 1;
-const NFULA_CFG_CMD: u16 = 1;
-const NFULA_CFG_MODE: u16 = 2;
-const NFULA_CFG_TIMEOUT: u16 = 3;
-const NFULA_CFG_QTHRESH: u16 = 4;
-const NFULA_CFG_NLBUFSIZ: u16 = 5;
-const NFULNL_CFG_CMD_BIND: u8 = 1;
-const NFULNL_COPY_PACKET: u8 = 2;
-const NFULA_PACKET_HDR: u16 = 1;
-const NFULA_IFINDEX_INDEV: u16 = 4;
-const NFULA_IFINDEX_OUTDEV: u16 = 5;
-const NFULA_PAYLOAD: u16 = 9;
-const NFULA_PREFIX: u16 = 10;
-const NFULA_UID: u16 = 11;
-const NFULA_GID: u16 = 14;
+const NFNL_SUBSYS_ULOG: u16 = libc::NFNL_SUBSYS_ULOG as u16;
+const NFULNL_MSG_PACKET: u16 = libc::NFULNL_MSG_PACKET as u16;
+const NFULNL_MSG_CONFIG: u16 = libc::NFULNL_MSG_CONFIG as u16;
+const NFULA_CFG_CMD: u16 = libc::NFULA_CFG_CMD as u16;
+const NFULA_CFG_MODE: u16 = libc::NFULA_CFG_MODE as u16;
+// The order of `enum nfulnl_attr_config`: NLBUFSIZ comes before TIMEOUT and QTHRESH.
+const NFULA_CFG_NLBUFSIZ: u16 = libc::NFULA_CFG_NLBUFSIZ as u16;
+const NFULA_CFG_TIMEOUT: u16 = libc::NFULA_CFG_TIMEOUT as u16;
+const NFULA_CFG_QTHRESH: u16 = libc::NFULA_CFG_QTHRESH as u16;
+const NFULNL_CFG_CMD_BIND: u8 = libc::NFULNL_CFG_CMD_BIND as u8;
+const NFULNL_COPY_PACKET: u8 = libc::NFULNL_COPY_PACKET as u8;
+const NFULA_PACKET_HDR: u16 = libc::NFULA_PACKET_HDR as u16;
+const NFULA_IFINDEX_INDEV: u16 = libc::NFULA_IFINDEX_INDEV as u16;
+const NFULA_IFINDEX_OUTDEV: u16 = libc::NFULA_IFINDEX_OUTDEV as u16;
+const NFULA_PAYLOAD: u16 = libc::NFULA_PAYLOAD as u16;
+const NFULA_PREFIX: u16 = libc::NFULA_PREFIX as u16;
+const NFULA_UID: u16 = libc::NFULA_UID as u16;
+const NFULA_GID: u16 = libc::NFULA_GID as u16;
 
 /// The receive buffer the reader asks for: room for tens of thousands of log messages, so a
 /// flood is absorbed between two reads.
@@ -175,10 +176,11 @@ impl LogReader {
         let mut mode = 128u32.to_be_bytes().to_vec();
         mode.extend_from_slice(&[NFULNL_COPY_PACKET, 0]);
         b.attr(NFULA_CFG_MODE, &mode);
-        // Flush at least every 100 ms, or when 64 messages are queued, in 64 KiB datagrams.
+        // Flush at least every 100 ms, or when 128 messages are queued, in datagrams of up to
+        // 128 KiB (128 messages of at most ~300 bytes fit).
         b.u32be(NFULA_CFG_TIMEOUT, 10);
-        b.u32be(NFULA_CFG_QTHRESH, 64);
-        b.u32be(NFULA_CFG_NLBUFSIZ, 65536);
+        b.u32be(NFULA_CFG_QTHRESH, 128);
+        b.u32be(NFULA_CFG_NLBUFSIZ, 131_072);
         b.end();
         b.what.push((seq, format!("configure NFLOG group {group}")));
         match reader.configure(&b) {

@@ -11,35 +11,39 @@
 //! Only what the guard uses is encoded: tables, base and regular chains, interval and plain
 //! sets with their elements, and rules made of `meta`, `cmp`, `payload`, `bitwise`, `lookup`,
 //! `log`, `counter` and verdicts. Everything here is pure byte building, tested against the
-//! layouts the kernel expects; [`super::kernel`] sends it.
+//! layouts the kernel expects; the private `kernel` module sends it.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
+// Numbers the `libc` crate has are taken from it; the attribute numbers it lacks are written
+// out, in the order of their kernel enums.
 // --- netlink and nfnetlink numbers (linux/netlink.h, linux/netfilter/nfnetlink.h) ---
-pub(crate) const NLM_F_REQUEST: u16 = 0x1;
-pub(crate) const NLM_F_ACK: u16 = 0x4;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_APPEND: u16 = 0x800;
-const NLA_F_NESTED: u16 = 0x8000;
-const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
-const NFNL_MSG_BATCH_END: u16 = 0x11;
-pub(crate) const NFNL_SUBSYS_NFTABLES: u16 = 10;
-pub(crate) const NFPROTO_INET: u8 = 1;
-const NFPROTO_IPV4: u8 = 2;
-const NFPROTO_IPV6: u8 = 10;
+pub(crate) const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
+pub(crate) const NLM_F_ACK: u16 = libc::NLM_F_ACK as u16;
+const NLM_F_EXCL: u16 = libc::NLM_F_EXCL as u16;
+const NLM_F_CREATE: u16 = libc::NLM_F_CREATE as u16;
+const NLM_F_APPEND: u16 = libc::NLM_F_APPEND as u16;
+const NLA_F_NESTED: u16 = libc::NLA_F_NESTED as u16;
+const NFNL_MSG_BATCH_BEGIN: u16 = libc::NFNL_MSG_BATCH_BEGIN as u16;
+const NFNL_MSG_BATCH_END: u16 = libc::NFNL_MSG_BATCH_END as u16;
+pub(crate) const NFNL_SUBSYS_NFTABLES: u16 = libc::NFNL_SUBSYS_NFTABLES as u16;
+pub(crate) const NFPROTO_INET: u8 = libc::NFPROTO_INET as u8;
+const NFPROTO_IPV4: u8 = libc::NFPROTO_IPV4 as u8;
+const NFPROTO_IPV6: u8 = libc::NFPROTO_IPV6 as u8;
 
 // --- nf_tables message types (linux/netfilter/nf_tables.h) ---
-pub(crate) const NFT_MSG_NEWTABLE: u16 = 0;
-const NFT_MSG_GETTABLE: u16 = 1;
-const NFT_MSG_DELTABLE: u16 = 2;
-const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_NEWRULE: u16 = 6;
-const NFT_MSG_NEWSET: u16 = 9;
-const NFT_MSG_NEWSETELEM: u16 = 12;
+pub(crate) const NFT_MSG_NEWTABLE: u16 = libc::NFT_MSG_NEWTABLE as u16;
+const NFT_MSG_GETTABLE: u16 = libc::NFT_MSG_GETTABLE as u16;
+const NFT_MSG_DELTABLE: u16 = libc::NFT_MSG_DELTABLE as u16;
+const NFT_MSG_NEWCHAIN: u16 = libc::NFT_MSG_NEWCHAIN as u16;
+pub(crate) const NFT_MSG_NEWRULE: u16 = libc::NFT_MSG_NEWRULE as u16;
+pub(crate) const NFT_MSG_GETRULE: u16 = libc::NFT_MSG_GETRULE as u16;
+pub(crate) const NLM_F_DUMP: u16 = libc::NLM_F_DUMP as u16;
+const NFT_MSG_NEWSET: u16 = libc::NFT_MSG_NEWSET as u16;
+const NFT_MSG_NEWSETELEM: u16 = libc::NFT_MSG_NEWSETELEM as u16;
 
 // --- attributes ---
 const NFTA_TABLE_NAME: u16 = 1;
@@ -100,24 +104,24 @@ const NFTA_IMMEDIATE_DREG: u16 = 1;
 const NFTA_IMMEDIATE_DATA: u16 = 2;
 
 // --- values ---
-const NFT_REG_VERDICT: u32 = 0;
-const NFT_REG_1: u32 = 1;
-const NFT_CMP_EQ: u32 = 0;
-const NFT_META_IIF: u32 = 4;
-const NFT_META_OIF: u32 = 5;
-const NFT_META_IIFNAME: u32 = 6;
-const NFT_META_OIFNAME: u32 = 7;
-const NFT_META_NFPROTO: u32 = 15;
-const NFT_META_L4PROTO: u32 = 16;
-const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
-const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
-const NFT_SET_INTERVAL: u32 = 0x4;
-const NFT_SET_ELEM_INTERVAL_END: u32 = 0x1;
-const NF_DROP: u32 = 0;
-const NF_ACCEPT: u32 = 1;
-const NFT_JUMP: i32 = -3;
-const NFT_GOTO: i32 = -4;
-const NFT_RETURN: i32 = -5;
+const NFT_REG_VERDICT: u32 = libc::NFT_REG_VERDICT as u32;
+const NFT_REG_1: u32 = libc::NFT_REG_1 as u32;
+const NFT_CMP_EQ: u32 = libc::NFT_CMP_EQ as u32;
+const NFT_META_IIF: u32 = libc::NFT_META_IIF as u32;
+const NFT_META_OIF: u32 = libc::NFT_META_OIF as u32;
+const NFT_META_IIFNAME: u32 = libc::NFT_META_IIFNAME as u32;
+const NFT_META_OIFNAME: u32 = libc::NFT_META_OIFNAME as u32;
+const NFT_META_NFPROTO: u32 = libc::NFT_META_NFPROTO as u32;
+const NFT_META_L4PROTO: u32 = libc::NFT_META_L4PROTO as u32;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = libc::NFT_PAYLOAD_NETWORK_HEADER as u32;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32;
+const NFT_SET_INTERVAL: u32 = libc::NFT_SET_INTERVAL as u32;
+const NFT_SET_ELEM_INTERVAL_END: u32 = libc::NFT_SET_ELEM_INTERVAL_END as u32;
+const NF_DROP: u32 = libc::NF_DROP as u32;
+const NF_ACCEPT: u32 = libc::NF_ACCEPT as u32;
+const NFT_JUMP: i32 = libc::NFT_JUMP;
+const NFT_GOTO: i32 = libc::NFT_GOTO;
+const NFT_RETURN: i32 = libc::NFT_RETURN;
 // nft's data types, so `nft list ruleset` prints the sets' elements as addresses and ports.
 const TYPE_IPADDR: u32 = 7;
 const TYPE_IP6ADDR: u32 = 8;
@@ -260,9 +264,42 @@ pub struct Set {
     pub kind: SetKind,
 }
 
-/// A whole `inet` table: what the guard installs.
+/// The family of a table: which packets its base chains see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableFamily {
+    /// IPv4 and IPv6 (`inet`): each address test must first check the packet's family.
+    Inet,
+    /// IPv4 only (`ip`).
+    Ip,
+    /// IPv6 only (`ip6`).
+    Ip6,
+}
+
+impl TableFamily {
+    /// The family's `NFPROTO_*` number.
+    pub fn nfproto(self) -> u8 {
+        match self {
+            TableFamily::Inet => NFPROTO_INET,
+            TableFamily::Ip => NFPROTO_IPV4,
+            TableFamily::Ip6 => NFPROTO_IPV6,
+        }
+    }
+
+    /// The family as nft names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TableFamily::Inet => "inet",
+            TableFamily::Ip => "ip",
+            TableFamily::Ip6 => "ip6",
+        }
+    }
+}
+
+/// A whole table: what the guard installs (one per address family).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {
+    /// The table's family.
+    pub family: TableFamily,
     /// The table's name.
     pub name: String,
     /// Its sets.
@@ -355,11 +392,11 @@ impl Batch {
         self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
     }
 
-    fn nft(&mut self, ty: u16, flags: u16, what: String) {
+    fn nft(&mut self, family: TableFamily, ty: u16, flags: u16, what: String) {
         let seq = self.begin(
             (NFNL_SUBSYS_NFTABLES << 8) | ty,
             NLM_F_REQUEST | NLM_F_ACK | flags,
-            NFPROTO_INET,
+            family.nfproto(),
             0,
         );
         self.what.push((seq, what));
@@ -371,90 +408,193 @@ impl Batch {
     }
 }
 
-/// The batch that makes `table` the only content of the table of that name: created if
-/// missing, deleted, created again with everything in it, in one transaction.
-pub(crate) fn replace_batch(table: &Table, first_seq: u32) -> Batch {
+/// Sets in a batch are numbered per table from `table index << 12`, so ids never collide.
+fn id_base(table_index: usize) -> u32 {
+    (table_index as u32) << 12
+}
+
+/// The batch that makes `tables` the only content of the tables of those names, and deletes
+/// the tables `stale` (an earlier layout's), whether or not they exist: each table is created
+/// if missing, deleted, and created again with everything in it, all in one transaction.
+pub(crate) fn replace_batch(
+    tables: &[Table],
+    stale: &[(TableFamily, &str)],
+    first_seq: u32,
+) -> Batch {
     let mut b = Batch::new(first_seq);
     b.batch_marker(NFNL_MSG_BATCH_BEGIN);
-    b.nft(
-        NFT_MSG_NEWTABLE,
-        NLM_F_CREATE,
-        format!("create table inet {}", table.name),
-    );
-    b.str(NFTA_TABLE_NAME, &table.name);
-    b.end();
-    b.nft(
-        NFT_MSG_DELTABLE,
-        0,
-        format!("delete table inet {}", table.name),
-    );
-    b.str(NFTA_TABLE_NAME, &table.name);
-    b.end();
-    b.nft(
-        NFT_MSG_NEWTABLE,
-        NLM_F_CREATE | NLM_F_EXCL,
-        format!("create table inet {}", table.name),
-    );
-    b.str(NFTA_TABLE_NAME, &table.name);
-    b.end();
-    for (id, set) in table.sets.iter().enumerate() {
-        encode_set(&mut b, &table.name, set, id as u32 + 1);
+    for (family, name) in stale {
+        delete_table(&mut b, *family, name);
     }
-    for chain in &table.chains {
-        encode_chain(&mut b, &table.name, chain);
+    for table in tables {
+        delete_table(&mut b, table.family, &table.name);
+        b.nft(
+            table.family,
+            NFT_MSG_NEWTABLE,
+            NLM_F_CREATE | NLM_F_EXCL,
+            format!("create table {} {}", table.family.name(), table.name),
+        );
+        b.str(NFTA_TABLE_NAME, &table.name);
+        b.end();
     }
-    for chain in &table.chains {
-        for rule in &chain.rules {
-            encode_rule(&mut b, table, &chain.name, rule);
+    for (t, table) in tables.iter().enumerate() {
+        for (i, set) in table.sets.iter().enumerate() {
+            encode_set(&mut b, table, set, id_base(t) + i as u32 + 1);
+        }
+        for chain in &table.chains {
+            encode_chain(&mut b, table, chain);
+        }
+    }
+    for (t, table) in tables.iter().enumerate() {
+        for chain in &table.chains {
+            for rule in &chain.rules {
+                encode_rule(&mut b, table, id_base(t), &chain.name, rule);
+            }
         }
     }
     b.batch_marker(NFNL_MSG_BATCH_END);
     b
 }
 
-/// The batch that deletes the table `name` whether or not it exists (created, then deleted,
-/// in one transaction).
-pub(crate) fn delete_batch(name: &str, first_seq: u32) -> Batch {
-    let mut b = Batch::new(first_seq);
-    b.batch_marker(NFNL_MSG_BATCH_BEGIN);
+/// Create-if-missing then delete: the table is gone, whether or not it existed.
+fn delete_table(b: &mut Batch, family: TableFamily, name: &str) {
     b.nft(
+        family,
         NFT_MSG_NEWTABLE,
         NLM_F_CREATE,
-        format!("create table inet {name}"),
+        format!("create table {} {name}", family.name()),
     );
     b.str(NFTA_TABLE_NAME, name);
     b.end();
-    b.nft(NFT_MSG_DELTABLE, 0, format!("delete table inet {name}"));
+    b.nft(
+        family,
+        NFT_MSG_DELTABLE,
+        0,
+        format!("delete table {} {name}", family.name()),
+    );
     b.str(NFTA_TABLE_NAME, name);
     b.end();
+}
+
+/// The batch that deletes the tables `tables` whether or not they exist, in one transaction.
+pub(crate) fn delete_batch(tables: &[(TableFamily, &str)], first_seq: u32) -> Batch {
+    let mut b = Batch::new(first_seq);
+    b.batch_marker(NFNL_MSG_BATCH_BEGIN);
+    for (family, name) in tables {
+        delete_table(&mut b, *family, name);
+    }
     b.batch_marker(NFNL_MSG_BATCH_END);
     b
 }
 
-/// A `GETTABLE` request for one table (answered by the table or `ENOENT`).
-pub(crate) fn get_table(name: &str, seq: u32) -> Batch {
+/// A `GETRULE` dump request for every rule of one table.
+pub(crate) fn dump_rules(family: TableFamily, name: &str, seq: u32) -> Batch {
     let mut b = Batch::new(seq.wrapping_sub(1));
-    b.nft(NFT_MSG_GETTABLE, 0, format!("get table inet {name}"));
+    b.nft(
+        family,
+        NFT_MSG_GETRULE,
+        NLM_F_DUMP,
+        format!("list the rules of table {} {name}", family.name()),
+    );
+    b.str(NFTA_RULE_TABLE, name);
+    b.end();
+    b
+}
+
+/// The netlink attributes in `bytes`: (type without flags, payload).
+fn attrs(mut bytes: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while bytes.len() >= 4 {
+        let len = u16::from_ne_bytes([bytes[0], bytes[1]]) as usize;
+        let ty = u16::from_ne_bytes([bytes[2], bytes[3]]) & 0x3fff;
+        if len < 4 || len > bytes.len() {
+            break;
+        }
+        out.push((ty, &bytes[4..len]));
+        bytes = bytes.get(align4(len)..).unwrap_or(&[]);
+    }
+    out
+}
+
+/// What one rule of a dump says about a log-and-count rule: its log prefix and its counter.
+/// `None` for any other rule. `payload` is a `NEWRULE` message after its `nfgenmsg` header.
+pub(crate) fn logged_count(payload: &[u8]) -> Option<(String, u64)> {
+    let exprs = attrs(payload)
+        .into_iter()
+        .find(|(ty, _)| *ty == NFTA_RULE_EXPRESSIONS)?
+        .1;
+    let mut prefix = None;
+    let mut packets = None;
+    for (ty, elem) in attrs(exprs) {
+        if ty != NFTA_LIST_ELEM {
+            continue;
+        }
+        let fields = attrs(elem);
+        let name = fields
+            .iter()
+            .find(|(t, _)| *t == NFTA_EXPR_NAME)
+            .map(|(_, v)| *v);
+        let data = fields
+            .iter()
+            .find(|(t, _)| *t == NFTA_EXPR_DATA)
+            .map(|(_, v)| *v);
+        let (Some(name), Some(data)) = (name, data) else {
+            continue;
+        };
+        let text = |v: &[u8]| {
+            let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());
+            String::from_utf8_lossy(&v[..end]).into_owned()
+        };
+        match text(name).as_str() {
+            "log" => {
+                prefix = attrs(data)
+                    .into_iter()
+                    .find(|(t, _)| *t == NFTA_LOG_PREFIX)
+                    .map(|(_, v)| text(v));
+            }
+            "counter" => {
+                packets = attrs(data)
+                    .into_iter()
+                    .find(|(t, _)| *t == NFTA_COUNTER_PACKETS)
+                    .and_then(|(_, v)| Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?)));
+            }
+            _ => {}
+        }
+    }
+    Some((prefix?, packets?))
+}
+
+/// A `GETTABLE` request for one table (answered by the table or `ENOENT`).
+pub(crate) fn get_table(family: TableFamily, name: &str, seq: u32) -> Batch {
+    let mut b = Batch::new(seq.wrapping_sub(1));
+    b.nft(
+        family,
+        NFT_MSG_GETTABLE,
+        0,
+        format!("get table {} {name}", family.name()),
+    );
     b.str(NFTA_TABLE_NAME, name);
     b.end();
     b
 }
 
-fn set_id_of(table: &Table, name: &str) -> u32 {
+fn set_id_of(table: &Table, id_base: u32, name: &str) -> u32 {
     table
         .sets
         .iter()
         .position(|s| s.name == name)
-        .map_or(0, |i| i as u32 + 1)
+        .map_or(0, |i| id_base + i as u32 + 1)
 }
 
-fn encode_set(b: &mut Batch, table: &str, set: &Set, id: u32) {
+fn encode_set(b: &mut Batch, t: &Table, set: &Set, id: u32) {
+    let table = t.name.as_str();
     let (flags, key_type, key_len) = match &set.kind {
         SetKind::V4(_) => (NFT_SET_INTERVAL, TYPE_IPADDR, 4),
         SetKind::V6(_) => (NFT_SET_INTERVAL, TYPE_IP6ADDR, 16),
         SetKind::Ports(_) => (0, TYPE_INET_SERVICE, 2),
     };
     b.nft(
+        t.family,
         NFT_MSG_NEWSET,
         NLM_F_CREATE,
         format!("create set {}", set.name),
@@ -470,6 +610,7 @@ fn encode_set(b: &mut Batch, table: &str, set: &Set, id: u32) {
     // A few hundred elements per message keeps each message far below the socket's limits.
     for chunk in elements.chunks(256) {
         b.nft(
+            t.family,
             NFT_MSG_NEWSETELEM,
             NLM_F_CREATE,
             format!("add {} elements to set {}", chunk.len(), set.name),
@@ -530,13 +671,21 @@ pub(crate) fn set_elements(kind: &SetKind) -> Vec<(Vec<u8>, bool)> {
     }
 }
 
-/// `nets` without the prefixes another one covers (each address range once).
+/// `nets` without the prefixes another one covers (each address range once), in address
+/// order. Two prefixes either nest or do not overlap, so after sorting by first address (the
+/// shorter prefix first) a prefix is covered exactly when the last one kept covers it.
 pub fn merged_prefixes(nets: &[IpNet]) -> Vec<IpNet> {
-    let mut out: Vec<IpNet> = Vec::new();
     let mut sorted = nets.to_vec();
-    sorted.sort_by_key(|n| n.prefix_len());
+    sorted.sort_by(|a, b| {
+        (a.addr().is_ipv6(), a.network(), a.prefix_len()).cmp(&(
+            b.addr().is_ipv6(),
+            b.network(),
+            b.prefix_len(),
+        ))
+    });
+    let mut out: Vec<IpNet> = Vec::with_capacity(sorted.len());
     for net in sorted {
-        if !out.iter().any(|o| o.contains(&net)) {
+        if !out.last().is_some_and(|last| last.contains(&net)) {
             out.push(net);
         }
     }
@@ -571,8 +720,10 @@ fn interval_elements(
     out
 }
 
-fn encode_chain(b: &mut Batch, table: &str, chain: &Chain) {
+fn encode_chain(b: &mut Batch, t: &Table, chain: &Chain) {
+    let table = t.name.as_str();
     b.nft(
+        t.family,
         NFT_MSG_NEWCHAIN,
         NLM_F_CREATE,
         format!("create chain {}", chain.name),
@@ -608,7 +759,10 @@ fn ifname_bytes(name: &str) -> Vec<u8> {
     bytes
 }
 
-fn exprs_of<'a>(table: &Table, rule: &'a Rule) -> Vec<Expr<'a>> {
+fn exprs_of<'a>(table: &Table, id_base: u32, rule: &'a Rule) -> Vec<Expr<'a>> {
+    // In an `inet` table an address test first checks the packet's family; an `ip` or `ip6`
+    // table only sees its own.
+    let check_family = table.family == TableFamily::Inet;
     let mut out = Vec::new();
     for m in &rule.matches {
         match m {
@@ -635,10 +789,12 @@ fn exprs_of<'a>(table: &Table, rule: &'a Rule) -> Vec<Expr<'a>> {
                     (Family::V6, End::Source) => (NFPROTO_IPV6, 8, 16),
                     (Family::V6, End::Destination) => (NFPROTO_IPV6, 24, 16),
                 };
-                out.push(Expr::Meta(NFT_META_NFPROTO));
-                out.push(Expr::Cmp(vec![proto]));
+                if check_family {
+                    out.push(Expr::Meta(NFT_META_NFPROTO));
+                    out.push(Expr::Cmp(vec![proto]));
+                }
                 out.push(Expr::Payload(NFT_PAYLOAD_NETWORK_HEADER, offset, len));
-                out.push(Expr::Lookup(set, set_id_of(table, set)));
+                out.push(Expr::Lookup(set, set_id_of(table, id_base, set)));
             }
             Match::Prefix(end, net) => {
                 let (proto, offset, network, mask) = match net {
@@ -655,8 +811,10 @@ fn exprs_of<'a>(table: &Table, rule: &'a Rule) -> Vec<Expr<'a>> {
                         n.netmask().octets().to_vec(),
                     ),
                 };
-                out.push(Expr::Meta(NFT_META_NFPROTO));
-                out.push(Expr::Cmp(vec![proto]));
+                if check_family {
+                    out.push(Expr::Meta(NFT_META_NFPROTO));
+                    out.push(Expr::Cmp(vec![proto]));
+                }
                 // Only the bytes the prefix covers are loaded and compared.
                 let bytes = (net.prefix_len() as usize).div_ceil(8);
                 if bytes > 0 {
@@ -680,13 +838,13 @@ fn exprs_of<'a>(table: &Table, rule: &'a Rule) -> Vec<Expr<'a>> {
                 out.push(Expr::Bitwise(vec![0x17]));
                 out.push(Expr::Cmp(vec![0x02]));
                 out.push(Expr::Payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2));
-                out.push(Expr::Lookup(set, set_id_of(table, set)));
+                out.push(Expr::Lookup(set, set_id_of(table, id_base, set)));
             }
             Match::UdpToPort(set) => {
                 out.push(Expr::Meta(NFT_META_L4PROTO));
                 out.push(Expr::Cmp(vec![libc::IPPROTO_UDP as u8]));
                 out.push(Expr::Payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2));
-                out.push(Expr::Lookup(set, set_id_of(table, set)));
+                out.push(Expr::Lookup(set, set_id_of(table, id_base, set)));
             }
         }
     }
@@ -710,8 +868,9 @@ fn exprs_of<'a>(table: &Table, rule: &'a Rule) -> Vec<Expr<'a>> {
     out
 }
 
-fn encode_rule(b: &mut Batch, table: &Table, chain: &str, rule: &Rule) {
+fn encode_rule(b: &mut Batch, table: &Table, id_base: u32, chain: &str, rule: &Rule) {
     b.nft(
+        table.family,
         NFT_MSG_NEWRULE,
         NLM_F_CREATE | NLM_F_APPEND,
         format!("add rule to chain {chain}: {}", render_rule(rule)),
@@ -719,7 +878,7 @@ fn encode_rule(b: &mut Batch, table: &Table, chain: &str, rule: &Rule) {
     b.str(NFTA_RULE_TABLE, &table.name);
     b.str(NFTA_RULE_CHAIN, chain);
     b.nest(NFTA_RULE_EXPRESSIONS);
-    for expr in exprs_of(table, rule) {
+    for expr in exprs_of(table, id_base, rule) {
         b.nest(NFTA_LIST_ELEM);
         let name = match expr {
             Expr::Meta(_) => "meta",
@@ -773,9 +932,9 @@ fn encode_rule(b: &mut Batch, table: &Table, chain: &str, rule: &Rule) {
                 // The headers are all the guard reads: 128 bytes hold IPv6 with a few
                 // extension headers and the transport header.
                 b.u32be(NFTA_LOG_SNAPLEN, 128);
-                // Let the kernel batch log messages under a flood (flushed at least every
-                // second, or sooner when this many are queued).
-                b.attr(NFTA_LOG_QTHRESHOLD, &32u16.to_be_bytes());
+                // Let the kernel batch log messages under a flood: one datagram per this many
+                // (or per the group's flush timeout, 100 ms, whichever comes first).
+                b.attr(NFTA_LOG_QTHRESHOLD, &128u16.to_be_bytes());
             }
             Expr::Counter => {
                 b.attr(NFTA_COUNTER_BYTES, &0u64.to_be_bytes());
@@ -858,10 +1017,11 @@ pub fn render_rule(rule: &Rule) -> String {
     parts.join(" ")
 }
 
-/// The table in nft's syntax (what `nft list table inet NAME` would show, without counters).
+/// The table in nft's syntax (what `nft list table FAMILY NAME` would show, without
+/// counters).
 pub fn render_table(table: &Table) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "table inet {} {{", table.name);
+    let _ = writeln!(out, "table {} {} {{", table.family.name(), table.name);
     for set in &table.sets {
         let (ty, flags, elements): (&str, &str, Vec<String>) = match &set.kind {
             SetKind::V4(n) | SetKind::V6(n) => (
@@ -954,8 +1114,33 @@ mod tests {
     }
 
     #[test]
+    fn covered_prefixes_are_dropped() {
+        let nets: Vec<IpNet> = [
+            "10.1.0.0/16",
+            "10.0.0.0/8",
+            "10.2.3.0/24",
+            "192.0.2.0/24",
+            "fd99::/16",
+            "fd99:1::/32",
+            "11.0.0.0/8",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let merged: Vec<String> = merged_prefixes(&nets)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            merged,
+            ["10.0.0.0/8", "11.0.0.0/8", "192.0.2.0/24", "fd99::/16"]
+        );
+    }
+
+    #[test]
     fn messages_are_well_formed() {
         let table = Table {
+            family: TableFamily::Inet,
             name: "t".into(),
             sets: vec![Set {
                 name: "s".into(),
@@ -975,7 +1160,7 @@ mod tests {
                 }],
             }],
         };
-        let batch = replace_batch(&table, 100);
+        let batch = replace_batch(std::slice::from_ref(&table), &[], 100);
         let mut bytes = batch.bytes();
         let mut count = 0;
         while !bytes.is_empty() {
