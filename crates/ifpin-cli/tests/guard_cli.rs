@@ -2,13 +2,13 @@
 //! changing nothing; bad input (a policy error, the metrics address or the log group in use,
 //! no privilege) is exit 2 naming it, before anything is installed; `--help` teaches.
 
-#[path = "guard_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use std::process::Command;
 
 use netlab::{Chassis, Netns};
-use support::{Guard, POLICY, PolicyFile, ifpin, ifpin_in, table_exists};
+use support::guard::{Guard, POLICY, PolicyFile, ifpin, ifpin_in, table_exists};
 
 #[test]
 fn help_explains_what_is_held_the_events_and_the_metrics() {

@@ -4,14 +4,14 @@
 //! host. Each test first runs the same traffic without the guard (the negative control: it
 //! leaves through the front), then with it, counting frames at the far end of the front link.
 
-#[path = "guard_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use netlab::{Chassis, Netns, Proto, Route};
-use support::{Guard, POLICY, PolicyFile, front_control_frames};
+use support::guard::{Guard, POLICY, PolicyFile, front_control_frames};
 
 const PORT: u16 = 7_700;
 
@@ -86,10 +86,10 @@ fn a_socket_bound_to_the_plane_source_cannot_reach_others_through_the_front() {
         front.count(|f| f.src_ip() == Some(src))
     };
 
-    support::send_udp(chassis.host(), Some(src), dst, 5);
+    support::guard::send_udp(chassis.host(), Some(src), dst, 5);
     assert!(from_plane(&front) > 0, "{}", front.describe());
     let src6 = IpAddr::V6(Chassis::HOST_CTL0_V6);
-    support::send_udp(
+    support::guard::send_udp(
         chassis.host(),
         Some(src6),
         SocketAddr::new(IpAddr::V6(Chassis::FRONT_V6), 9_000),
@@ -105,7 +105,7 @@ fn a_socket_bound_to_the_plane_source_cannot_reach_others_through_the_front() {
 
     let policy = PolicyFile::new(POLICY);
     let guard = Guard::start(chassis.host(), policy.path(), &[]);
-    let failed = support::send_udp(chassis.host(), Some(src), dst, 5);
+    let failed = support::guard::send_udp(chassis.host(), Some(src), dst, 5);
     assert_eq!(failed, 5, "a drop on the way out is EPERM for the sender");
     assert_eq!(from_plane(&front), 0, "{}", front.describe());
     let event = guard.expect_event("drop", |e| {
@@ -127,7 +127,7 @@ fn the_kernels_reset_for_a_closed_port_does_not_leave_through_the_front() {
     // A plane peer (the control address, on the backplane's loopback) knocks on a closed
     // port of the host's ctl0 address; the host's reset is routed by the table: via eth1.
     let knock = || {
-        support::tcp_connects(
+        support::guard::tcp_connects(
             chassis.backplane(),
             Some(IpAddr::V4(Chassis::CONTROL_V4)),
             SocketAddr::new(IpAddr::V4(Chassis::HOST_CTL0_V4), 7_999),
@@ -135,7 +135,7 @@ fn the_kernels_reset_for_a_closed_port_does_not_leave_through_the_front() {
         )
     };
     let knock6 = || {
-        support::tcp_connects(
+        support::guard::tcp_connects(
             chassis.backplane(),
             Some(IpAddr::V6(Chassis::CONTROL_V6)),
             SocketAddr::new(IpAddr::V6(Chassis::HOST_CTL0_V6), 7_999),
@@ -210,13 +210,13 @@ fn a_namespace_routed_through_the_host_cannot_forward_plane_traffic_out_of_the_f
     let front = chassis.front_counter().unwrap();
     let dst = SocketAddr::new(IpAddr::V4(Chassis::CONTROL_V4), 9_001);
 
-    support::send_udp(&lan, None, dst, 5);
+    support::guard::send_udp(&lan, None, dst, 5);
     assert!(front_control_frames(&front) > 0, "{}", front.describe());
     front.clear();
 
     let policy = PolicyFile::new(POLICY);
     let guard = Guard::start(chassis.host(), policy.path(), &[]);
-    support::send_udp(&lan, None, dst, 5);
+    support::guard::send_udp(&lan, None, dst, 5);
     assert_eq!(front_control_frames(&front), 0, "{}", front.describe());
     let event = guard.expect_event("drop", |e| e["type"] == "drop" && e["src"] == "10.30.0.2");
     assert_eq!(event["rule"], "egress", "{event}");

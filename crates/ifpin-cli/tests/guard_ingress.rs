@@ -2,14 +2,14 @@
 //! connection to a plane port are dropped, while the backplane's are accepted. The negative
 //! control: without the guard, both arrive from the front too.
 
-#[path = "guard_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use netlab::Chassis;
-use support::{Guard, PLANE_PORT, POLICY, PolicyFile, received, udp_receiver};
+use support::guard::{Guard, PLANE_PORT, POLICY, PolicyFile, received, udp_receiver};
 
 const UDP_PORT: u16 = 7_801;
 
@@ -20,7 +20,7 @@ fn spoofed_plane_sources_and_front_connections_to_plane_ports_are_dropped() {
     }
     let chassis = Chassis::new().unwrap();
     // An unpinned service on the plane's port, and a UDP socket for the spoofed datagrams.
-    let service = support::Listener::start(
+    let service = support::guard::Listener::start(
         chassis.host(),
         SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), PLANE_PORT),
     );
@@ -38,13 +38,13 @@ fn spoofed_plane_sources_and_front_connections_to_plane_ports_are_dropped() {
 
     // Negative control: the front reaches the plane's port, and its spoofed plane source
     // is delivered.
-    assert!(support::tcp_connects(
+    assert!(support::guard::tcp_connects(
         chassis.front(),
         None,
         via_front,
         short
     ));
-    support::send_udp(chassis.front(), control, udp_front, 3);
+    support::guard::send_udp(chassis.front(), control, udp_front, 3);
     let got = received(&inbox);
     assert!(
         got.iter().any(|a| a.ip() == control_ip),
@@ -55,11 +55,11 @@ fn spoofed_plane_sources_and_front_connections_to_plane_ports_are_dropped() {
     let guard = Guard::start(chassis.host(), policy.path(), &[]);
     let accepted_before = service.accepted().len();
     assert!(
-        !support::tcp_connects(chassis.front(), None, via_front, short),
+        !support::guard::tcp_connects(chassis.front(), None, via_front, short),
         "a front connection to the plane port must be dropped"
     );
     assert!(
-        support::tcp_connects(chassis.backplane(), None, via_backplane, short),
+        support::guard::tcp_connects(chassis.backplane(), None, via_backplane, short),
         "the backplane's connection to the plane port must pass"
     );
     std::thread::sleep(Duration::from_millis(100));
@@ -72,8 +72,8 @@ fn spoofed_plane_sources_and_front_connections_to_plane_ports_are_dropped() {
     );
     assert_eq!(accepted.len(), 1, "{accepted:?}");
 
-    support::send_udp(chassis.front(), control, udp_front, 3);
-    support::send_udp(chassis.backplane(), control, udp_backplane, 3);
+    support::guard::send_udp(chassis.front(), control, udp_front, 3);
+    support::guard::send_udp(chassis.backplane(), control, udp_backplane, 3);
     let got = received(&inbox);
     assert_eq!(got.len(), 3, "only the backplane's datagrams: {got:?}");
 
@@ -119,9 +119,10 @@ fn loopback_to_the_hosts_own_plane_address_keeps_working() {
         IpAddr::V4(Chassis::HOST_CTL0_V4),
         IpAddr::V6(Chassis::HOST_CTL0_V6),
     ] {
-        let service = support::Listener::start(chassis.host(), SocketAddr::new(addr, PLANE_PORT));
+        let service =
+            support::guard::Listener::start(chassis.host(), SocketAddr::new(addr, PLANE_PORT));
         assert!(
-            support::tcp_connects(
+            support::guard::tcp_connects(
                 chassis.host(),
                 Some(addr),
                 SocketAddr::new(addr, PLANE_PORT),

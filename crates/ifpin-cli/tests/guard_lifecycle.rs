@@ -4,7 +4,7 @@
 //! one; the plane's interface deleted and its index taken by another device fails closed.
 //! Each with its negative control: the same traffic without the guard leaves.
 
-#[path = "guard_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use std::net::{IpAddr, SocketAddr};
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use netlab::{Chassis, FrameCounter, Peer, Route};
 use nix::sys::signal::Signal;
-use support::{Guard, POLICY, PolicyFile, front_control_frames, ifpin_in, table_exists};
+use support::guard::{Guard, POLICY, PolicyFile, front_control_frames, ifpin_in, table_exists};
 
 fn control(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Chassis::CONTROL_V4), port)
@@ -48,7 +48,7 @@ fn an_interface_created_after_the_start_is_covered_from_its_first_packet() {
     let chassis = Chassis::new().unwrap();
     // Negative control: a new port with a route to the plane carries its traffic.
     let eth2 = add_eth2(&chassis, None);
-    support::send_udp(chassis.host(), None, control(9_100), 3);
+    support::guard::send_udp(chassis.host(), None, control(9_100), 3);
     assert!(front_control_frames(&eth2) > 0, "{}", eth2.describe());
     drop(eth2);
     chassis.host().ip(&["link", "del", "eth2"]).unwrap();
@@ -58,7 +58,7 @@ fn an_interface_created_after_the_start_is_covered_from_its_first_packet() {
     let eth2 = add_eth2(&chassis, None);
     // The very first packet after the link exists: no reaction time is needed, the hooks
     // are the namespace's.
-    support::send_udp(chassis.host(), None, control(9_101), 3);
+    support::guard::send_udp(chassis.host(), None, control(9_101), 3);
     assert_eq!(front_control_frames(&eth2), 0, "{}", eth2.describe());
     let event = guard.expect_event("drop via eth2", |e| {
         e["type"] == "drop" && e["interface"] == "eth2"
@@ -73,7 +73,7 @@ fn kill_9_leaves_the_rules_and_a_restart_adopts_them_with_no_gap_and_no_duplicat
     }
     let chassis = Chassis::new().unwrap();
     let front = chassis.front_counter().unwrap();
-    support::send_udp(chassis.host(), None, control(9_200), 3);
+    support::guard::send_udp(chassis.host(), None, control(9_200), 3);
     assert!(front_control_frames(&front) > 0, "negative control");
     front.clear();
 
@@ -89,7 +89,7 @@ fn kill_9_leaves_the_rules_and_a_restart_adopts_them_with_no_gap_and_no_duplicat
             let handle = scope.spawn(|| {
                 let mut sent = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    support::send_udp(host, None, control(9_201), 20);
+                    support::guard::send_udp(host, None, control(9_201), 20);
                     sent += 20;
                 }
                 sent
@@ -109,7 +109,7 @@ fn kill_9_leaves_the_rules_and_a_restart_adopts_them_with_no_gap_and_no_duplicat
     let (sent, again) = sender;
     assert!(sent >= 40, "the sender ran: {sent}");
     assert_eq!(front_control_frames(&front), 0, "{}", front.describe());
-    let ruleset = support::nft_ruleset(chassis.host());
+    let ruleset = support::guard::nft_ruleset(chassis.host());
     assert_eq!(ruleset.matches("table ip ifpin").count(), 1, "{ruleset}");
     assert_eq!(ruleset.matches("table ip6 ifpin").count(), 1, "{ruleset}");
     assert_eq!(ruleset.matches("table ").count(), 2, "{ruleset}");
@@ -137,16 +137,16 @@ fn remove_leaves_nothing_and_traffic_follows_the_routing_table_again() {
     assert!(status.success(), "{status}");
     // Stopped: the rules stay.
     assert!(table_exists(chassis.host()));
-    support::send_udp(chassis.host(), None, control(9_300), 3);
+    support::guard::send_udp(chassis.host(), None, control(9_300), 3);
     assert_eq!(front_control_frames(&front), 0);
 
     let (code, stdout, stderr) = ifpin_in(chassis.host(), &["guard", "--remove"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("removed the guard's rules"), "{stdout}");
     assert!(!table_exists(chassis.host()));
-    assert_eq!(support::nft_ruleset(chassis.host()).trim(), "");
+    assert_eq!(support::guard::nft_ruleset(chassis.host()).trim(), "");
     // Nothing left: plane traffic follows the routing table again (the control).
-    support::send_udp(chassis.host(), None, control(9_301), 3);
+    support::guard::send_udp(chassis.host(), None, control(9_301), 3);
     assert!(front_control_frames(&front) > 0, "{}", front.describe());
     let (code, stdout, _) = ifpin_in(chassis.host(), &["guard", "--remove"]);
     assert_eq!(code, Some(0));
@@ -172,7 +172,7 @@ fn a_broken_policy_on_sighup_keeps_the_old_one_and_a_good_one_takes_over() {
         failed["error"].as_str().unwrap().contains("host bits set"),
         "{failed}"
     );
-    support::send_udp(chassis.host(), None, control(9_400), 3);
+    support::guard::send_udp(chassis.host(), None, control(9_400), 3);
     assert_eq!(
         front_control_frames(&front),
         0,
@@ -186,7 +186,7 @@ fn a_broken_policy_on_sighup_keeps_the_old_one_and_a_good_one_takes_over() {
     );
     guard.signal(Signal::SIGHUP);
     guard.expect_event("reload", |e| e["type"] == "reload");
-    support::send_udp(chassis.host(), None, control(9_401), 3);
+    support::guard::send_udp(chassis.host(), None, control(9_401), 3);
     assert!(front_control_frames(&front) > 0, "{}", front.describe());
 }
 
@@ -202,7 +202,7 @@ fn the_plane_interface_deleted_and_its_index_taken_over_fails_closed() {
         let index = chassis.ctl0_index().unwrap();
         chassis.delete_ctl0().unwrap();
         let evil = add_eth2(&chassis, Some(index));
-        support::send_udp(chassis.host(), None, control(9_500), 3);
+        support::guard::send_udp(chassis.host(), None, control(9_500), 3);
         assert!(front_control_frames(&evil) > 0, "{}", evil.describe());
     }
 
@@ -214,7 +214,7 @@ fn the_plane_interface_deleted_and_its_index_taken_over_fails_closed() {
     guard.expect_event("link gone", |e| e["type"] == "link" && e["event"] == "gone");
     let evil = add_eth2(&chassis, Some(index));
     assert_eq!(chassis.host().ifindex("eth2").unwrap(), index);
-    support::send_udp(chassis.host(), None, control(9_501), 3);
+    support::guard::send_udp(chassis.host(), None, control(9_501), 3);
     assert_eq!(front_control_frames(&evil), 0, "{}", evil.describe());
     guard.expect_event("index taken over", |e| {
         e["type"] == "link" && e["event"] == "index-taken-over" && e["interface"] == "eth2"
@@ -257,7 +257,7 @@ fn systemd_hears_ready_watchdog_reloading_and_stopping() {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let policy = PolicyFile::new(POLICY);
-    let mut cmd = chassis.host().command(support::ifpin());
+    let mut cmd = chassis.host().command(support::guard::ifpin());
     cmd.args(["guard", "--policy"])
         .arg(policy.path())
         .env("NOTIFY_SOCKET", &socket_path)
@@ -312,12 +312,12 @@ fn a_deleted_table_is_installed_again_at_the_next_audit_round() {
     // Someone with CAP_NET_ADMIN removes the table: plane traffic leaks (the control)...
     let (code, _, _) = ifpin_in(chassis.host(), &["guard", "--remove"]);
     assert_eq!(code, Some(0));
-    support::send_udp(chassis.host(), None, control(9_600), 2);
+    support::guard::send_udp(chassis.host(), None, control(9_600), 2);
     assert!(front_control_frames(&front) > 0);
     front.clear();
     // ...until the guard's next round puts it back.
     guard.expect_event("rules-restored", |e| e["type"] == "rules-restored");
     assert!(table_exists(chassis.host()));
-    support::send_udp(chassis.host(), None, control(9_601), 2);
+    support::guard::send_udp(chassis.host(), None, control(9_601), 2);
     assert_eq!(front_control_frames(&front), 0, "{}", front.describe());
 }

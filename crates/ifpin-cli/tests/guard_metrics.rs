@@ -2,7 +2,7 @@
 //! and the textfile pass `promtool check metrics`; the contrib alerting rules pass
 //! `promtool check rules` (Debian's `prometheus` package; scripts/setup installs it).
 
-#[path = "guard_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use std::io::Write;
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use netlab::Chassis;
 use nix::sys::signal::Signal;
-use support::{Guard, PLANE_PORT, POLICY, PolicyFile, TempPath, front_control_frames};
+use support::guard::{Guard, PLANE_PORT, POLICY, PolicyFile, TempPath, front_control_frames};
 
 fn promtool() -> &'static str {
     "promtool"
@@ -119,7 +119,7 @@ fn the_contrib_alerting_rules_pass_promtool_and_the_unit_is_type_notify() {
     let copy = TempPath::new("ifpin-guard.service");
     std::fs::write(
         &copy.0,
-        unit.replace("/usr/local/bin/ifpin", support::ifpin()),
+        unit.replace("/usr/local/bin/ifpin", support::guard::ifpin()),
     )
     .unwrap();
     let out = Command::new("systemd-analyze")
@@ -151,7 +151,7 @@ fn observe_drops_nothing_and_counts() {
     }
     let chassis = Chassis::new().unwrap();
     let front = chassis.front_counter().unwrap();
-    let port = support::free_port(chassis.host());
+    let port = support::guard::free_port(chassis.host());
     let addr = format!("127.0.0.1:{port}");
     let policy = PolicyFile::new(POLICY);
     let guard = Guard::start(
@@ -162,7 +162,7 @@ fn observe_drops_nothing_and_counts() {
     let started = guard.expect_event("started", |e| e["type"] == "started");
     assert_eq!(started["mode"], "observe");
     let dst = SocketAddr::new(IpAddr::V4(Chassis::CONTROL_V4), 9_600);
-    let failed = support::send_udp(chassis.host(), None, dst, 4);
+    let failed = support::guard::send_udp(chassis.host(), None, dst, 4);
     assert_eq!(failed, 0, "observe mode refuses nothing");
     assert_eq!(front_control_frames(&front), 4, "{}", front.describe());
     let event = guard.expect_event("observed drop", |e| e["type"] == "drop");
@@ -170,7 +170,7 @@ fn observe_drops_nothing_and_counts() {
     // Counted: the four datagrams, as "observe".
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let text = support::curl(chassis.host(), &format!("http://{addr}/metrics"));
+        let text = support::guard::curl(chassis.host(), &format!("http://{addr}/metrics"));
         let n = sample(
             &text,
             "ifpin_guard_drops_total",
@@ -197,12 +197,12 @@ fn metrics_scraped_with_curl_and_the_textfile_pass_promtool() {
         return;
     }
     let chassis = Chassis::new().unwrap();
-    let port = support::free_port(chassis.host());
+    let port = support::guard::free_port(chassis.host());
     let addr = format!("127.0.0.1:{port}");
     let textfile = TempPath::new("metrics.prom");
     let policy = PolicyFile::new(POLICY);
     // An unpinned listener on the plane's port: an audit violation.
-    let _listener = support::Listener::start(
+    let _listener = support::guard::Listener::start(
         chassis.host(),
         SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), PLANE_PORT),
     );
@@ -220,7 +220,7 @@ fn metrics_scraped_with_curl_and_the_textfile_pass_promtool() {
     );
     let violation = guard.expect_event("violation", |e| e["type"] == "violation");
     assert_eq!(violation["rule"], "unpinned-plane-listener", "{violation}");
-    support::send_udp(
+    support::guard::send_udp(
         chassis.host(),
         None,
         SocketAddr::new(IpAddr::V4(Chassis::CONTROL_V4), 9_700),
@@ -232,7 +232,7 @@ fn metrics_scraped_with_curl_and_the_textfile_pass_promtool() {
     guard.expect_event("reload-failed", |e| e["type"] == "reload-failed");
     std::thread::sleep(Duration::from_millis(1_500)); // the textfile is written once a second
 
-    let scraped = support::curl(chassis.host(), &format!("http://{addr}/metrics"));
+    let scraped = support::guard::curl(chassis.host(), &format!("http://{addr}/metrics"));
     let (ok, said) = check_metrics(&scraped);
     assert!(ok, "promtool: {said}\n{scraped}");
     for (name, labels, value) in [
@@ -276,7 +276,7 @@ fn metrics_scraped_with_curl_and_the_textfile_pass_promtool() {
     );
     // promtool does fail on a malformed exposition (the check can fail).
     assert!(!check_metrics("ifpin_guard_up{ 1\n").0);
-    let raw = support::http_get(chassis.host(), addr.parse().unwrap(), "/nothing");
+    let raw = support::guard::http_get(chassis.host(), addr.parse().unwrap(), "/nothing");
     assert!(raw.starts_with("HTTP/1.1 404"), "{raw}");
     // The listener goes away: the violation clears, once.
     drop(_listener);

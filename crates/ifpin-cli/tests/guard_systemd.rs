@@ -15,7 +15,7 @@
 //!   across the restart (the next start adopts them in one transaction), so not one attempt
 //!   gets through the front, and the restarted guard is ready again.
 
-#[path = "guard_support/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use std::path::Path;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use netlab::systemd::{Container, Tree};
 use netlab::{Chassis, Proto};
 use serde_json::Value;
-use support::{POLICY, PolicyFile, front_control_frames};
+use support::guard::{POLICY, PolicyFile, front_control_frames};
 
 const PORT: u16 = 7_802;
 
@@ -78,7 +78,7 @@ fn the_guard_unit_holds_a_leaking_service_and_keeps_holding_across_a_restart() {
         &tree,
         chassis.host(),
         &[
-            (Path::new(support::ifpin()), "/usr/local/bin/ifpin"),
+            (Path::new(support::guard::ifpin()), "/usr/local/bin/ifpin"),
             (policy.path(), "/etc/ifpin/policy.toml"),
             (&unit, "/etc/systemd/system/ifpin-guard.service"),
         ],

@@ -1,7 +1,10 @@
 //! Shared by the black-box tests of the `ifpin` binary (one support module for the crate):
 //! run it (inside a namespace, or here), read its exit code and JSON output, read an `exec`
-//! report, check that nothing was left behind, write a policy file.
+//! report, check that nothing was left behind, write a policy file; and, in [`guard`], run
+//! `ifpin guard` and read its events.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
+
+pub mod guard;
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};

@@ -1,6 +1,5 @@
-//! Shared by the `ifpin guard` black-box tests: a policy for the chassis, the guard running
-//! inside the chassis' host namespace with its JSON events collected, and small senders.
-#![allow(dead_code, reason = "each test binary uses a different subset")]
+//! For the `ifpin guard` black-box tests: a policy for the chassis, the guard running inside
+//! the chassis' host namespace with its JSON events collected, and small senders.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
@@ -12,10 +11,7 @@ use std::time::{Duration, Instant};
 use netlab::{Chassis, Netns, Process};
 use serde_json::Value;
 
-/// The `ifpin` binary under test.
-pub fn ifpin() -> &'static str {
-    env!("CARGO_BIN_EXE_ifpin")
-}
+pub use super::ifpin;
 
 /// The chassis' backplane as a plane: the control prefixes, the ctl0 link's own prefixes
 /// (so the host's ctl0 address is a plane source), and one service port.
