@@ -102,8 +102,13 @@ mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
 
+    /// The tests below mark this process's descriptors: one at a time, or one would mark the
+    /// other's first and it would see nothing left to withhold.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn an_inheritable_inet_socket_is_withheld_and_others_are_left_alone() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let inet = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let (unix, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
         let closing = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -127,6 +132,7 @@ mod tests {
 
     #[test]
     fn an_inheritable_cgroup_directory_is_withheld() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let Ok(mount) = crate::cgroup::cgroup2_mount() else {
             return; // no cgroup2 here: nothing to hold
         };
