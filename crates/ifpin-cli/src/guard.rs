@@ -62,11 +62,11 @@ pub struct Args {
     observe: bool,
 
     /// How often the socket audit runs (as `ifpin audit --policy`): 500ms, 10s, 1m.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
     audit_interval: Duration,
 
     /// How often flows with new drops are reported again with their counts.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
     report_interval: Duration,
 
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9847).
@@ -142,31 +142,12 @@ Exit status: 0 stopped by a signal, or --check/--remove done; 2 bad input (polic
 the metrics address or log group in use, no privilege, a kernel without nf_tables/NFLOG),
 reported before anything is installed."#;
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration; write e.g. 500ms, 10s or 1m"))?;
-    let scale = match unit.trim() {
-        "ms" => 1e-3,
-        "" | "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}; use ms, s, m or h"
-            ));
-        }
-    };
-    let secs = value * scale;
-    if !(0.05..=86_400.0).contains(&secs) {
-        return Err(format!("{text:?} is out of range: from 50ms to 24h"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+/// The intervals of `guard`: from 50 ms to 24 h, in the syntax of [`crate::duration`].
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    crate::duration::parse(
+        text,
+        Duration::from_millis(50)..=Duration::from_secs(86_400),
+    )
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -8,6 +8,7 @@
 
 mod audit;
 mod demo;
+mod duration;
 mod exec;
 mod exit;
 mod guard;

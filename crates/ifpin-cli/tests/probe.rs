@@ -218,8 +218,12 @@ fn probe_input_errors_and_help() {
         (&["probe", "-i", "lo", "tcp://127.0.0.1"], "port"),
         (&["probe", "-i", "lo", "tcp://fe80::1:80"], "brackets"),
         (
-            &["probe", "-i", "lo", "udp://127.0.0.1:9", "--timeout", "3h"],
+            &["probe", "-i", "lo", "udp://127.0.0.1:9", "--timeout", "3d"],
             "unknown unit",
+        ),
+        (
+            &["probe", "-i", "lo", "udp://127.0.0.1:9", "--timeout", "3h"],
+            "out of range: from 1ms to 1h",
         ),
         (
             &["probe", "-i", "no-such-if0", "tcp://127.0.0.1:9"],
