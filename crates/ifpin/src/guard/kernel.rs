@@ -9,9 +9,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::GuardError;
 use super::nft::{Batch, NFNL_SUBSYS_NFTABLES};
+use super::nlmsg::{NLMSG_DONE, NLMSG_ERROR, messages};
 
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 /// How long to wait for the kernel's answers to a batch.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -81,7 +80,7 @@ impl Nft {
                     call: "recv (nf_tables answer)",
                     source,
                 })?;
-            for (seq, errno) in acks(&buf) {
+            for (seq, errno) in messages(&buf).filter_map(|m| Some((m.seq, m.errno()?))) {
                 pending.remove(&seq);
                 if errno != 0 && first_error.is_none() {
                     first_error = Some((seq, errno));
@@ -131,11 +130,12 @@ impl Nft {
                     call: "recv (get table)",
                     source,
                 })?;
-            for (ty, errno) in messages(&buf) {
+            for message in messages(&buf) {
+                let ty = message.ty;
                 if ty == (NFNL_SUBSYS_NFTABLES << 8) | super::nft::NFT_MSG_NEWTABLE {
                     found = true;
                 } else if ty == NLMSG_ERROR {
-                    return match errno {
+                    return match message.errno().unwrap_or(0) {
                         0 => Ok(found),
                         e if e == libc::ENOENT => Ok(false),
                         e => Err(GuardError::Kernel {
@@ -177,18 +177,11 @@ impl Nft {
                     call: "recv (list rules)",
                     source,
                 })?;
-            let mut bytes = &buf[..];
-            while bytes.len() >= 16 {
-                let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-                if len < 16 || len > bytes.len() {
-                    break;
-                }
-                let ty = u16::from_ne_bytes([bytes[4], bytes[5]]);
-                if ty == NLMSG_DONE {
+            for message in messages(&buf) {
+                if message.ty == NLMSG_DONE {
                     return Ok(out);
                 }
-                if ty == NLMSG_ERROR && len >= 20 {
-                    let errno = -i32::from_ne_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
+                if let Some(errno) = message.errno() {
                     return match errno {
                         0 => Ok(out),
                         e if e == libc::ENOENT => Ok(Vec::new()),
@@ -198,12 +191,15 @@ impl Nft {
                         }),
                     };
                 }
-                if ty == (NFNL_SUBSYS_NFTABLES << 8) | super::nft::NFT_MSG_NEWRULE && len > 20 {
-                    if let Some(count) = super::nft::logged_count(&bytes[20..len]) {
+                if message.ty == (NFNL_SUBSYS_NFTABLES << 8) | super::nft::NFT_MSG_NEWRULE {
+                    if let Some(count) = message
+                        .nfnetlink_attributes()
+                        .filter(|a| !a.is_empty())
+                        .and_then(super::nft::logged_count)
+                    {
                         out.push(count);
                     }
                 }
-                bytes = bytes.get((len + 3) & !3..).unwrap_or(&[]);
             }
         }
     }
@@ -226,43 +222,4 @@ impl Nft {
             }),
         }
     }
-}
-
-/// `(sequence number, errno)` of every `NLMSG_ERROR` in a datagram (errno 0: an ack).
-fn acks(mut bytes: &[u8]) -> Vec<(u32, i32)> {
-    let mut out = Vec::new();
-    while bytes.len() >= 16 {
-        let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-        if len < 16 || len > bytes.len() {
-            break;
-        }
-        let ty = u16::from_ne_bytes([bytes[4], bytes[5]]);
-        let seq = u32::from_ne_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        if ty == NLMSG_ERROR && len >= 20 {
-            let code = i32::from_ne_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
-            out.push((seq, -code));
-        }
-        bytes = bytes.get((len + 3) & !3..).unwrap_or(&[]);
-    }
-    out
-}
-
-/// `(type, errno)` of every message in a datagram (errno only for `NLMSG_ERROR`).
-fn messages(mut bytes: &[u8]) -> Vec<(u16, i32)> {
-    let mut out = Vec::new();
-    while bytes.len() >= 16 {
-        let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-        if len < 16 || len > bytes.len() {
-            break;
-        }
-        let ty = u16::from_ne_bytes([bytes[4], bytes[5]]);
-        let errno = if ty == NLMSG_ERROR && len >= 20 {
-            -i32::from_ne_bytes([bytes[16], bytes[17], bytes[18], bytes[19]])
-        } else {
-            0
-        };
-        out.push((ty, errno));
-        bytes = bytes.get((len + 3) & !3..).unwrap_or(&[]);
-    }
-    out
 }

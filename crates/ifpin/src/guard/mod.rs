@@ -29,6 +29,7 @@ pub mod flows;
 mod kernel;
 pub mod nflog;
 pub mod nft;
+mod nlmsg;
 pub mod notify;
 pub mod owner;
 pub mod violations;

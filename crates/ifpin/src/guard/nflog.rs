@@ -16,6 +16,7 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 use serde::Serialize;
 
 use super::nft::Batch;
+use super::nlmsg::{NLMSG_ERROR, messages};
 use super::{GuardError, LogRule, parse_log_prefix};
 
 const NFNL_SUBSYS_ULOG: u16 = libc::NFNL_SUBSYS_ULOG as u16;
@@ -217,10 +218,11 @@ impl LogReader {
                     call: "recv (NFLOG config answer)",
                     source,
                 })?;
-            for (ty, seq, errno) in headers(&self.buf) {
-                if ty != 2 {
+            for message in messages(&self.buf) {
+                if message.ty != NLMSG_ERROR {
                     continue;
                 }
+                let (seq, errno) = (message.seq, message.errno().unwrap_or(0));
                 pending = pending.saturating_sub(1);
                 if errno == libc::EBUSY {
                     return Err(GuardError::LogGroupBusy { group: self.group });
@@ -275,41 +277,16 @@ impl AsFd for LogReader {
     }
 }
 
-fn headers(mut bytes: &[u8]) -> Vec<(u16, u32, i32)> {
-    let mut out = Vec::new();
-    while bytes.len() >= 16 {
-        let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-        if len < 16 || len > bytes.len() {
-            break;
-        }
-        let ty = u16::from_ne_bytes([bytes[4], bytes[5]]);
-        let seq = u32::from_ne_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        let errno = if ty == 2 && len >= 20 {
-            -i32::from_ne_bytes([bytes[16], bytes[17], bytes[18], bytes[19]])
-        } else {
-            0
-        };
-        out.push((ty, seq, errno));
-        bytes = bytes.get((len + 3) & !3..).unwrap_or(&[]);
-    }
-    out
-}
-
 /// Decodes every NFLOG packet message of one datagram into `out`; other messages, and
 /// packets without one of the guard's prefixes, are skipped.
-pub fn decode_datagram(mut bytes: &[u8], out: &mut Vec<LoggedPacket>) {
-    while bytes.len() >= 16 {
-        let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-        if len < 16 || len > bytes.len() {
-            break;
+pub fn decode_datagram(bytes: &[u8], out: &mut Vec<LoggedPacket>) {
+    for message in messages(bytes) {
+        if message.ty != (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET {
+            continue;
         }
-        let ty = u16::from_ne_bytes([bytes[4], bytes[5]]);
-        if ty == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET && len >= 20 {
-            if let Some(packet) = decode(&bytes[20..len]) {
-                out.push(packet);
-            }
+        if let Some(packet) = message.nfnetlink_attributes().and_then(decode) {
+            out.push(packet);
         }
-        bytes = bytes.get((len + 3) & !3..).unwrap_or(&[]);
     }
 }
 
