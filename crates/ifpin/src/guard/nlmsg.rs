@@ -83,7 +83,7 @@ mod tests {
         assert_eq!(all.len(), 3);
         assert_eq!(
             (all[0].ty, all[0].seq, all[0].payload),
-            (0x0a06, 7, &[1, 2, 3][..])
+            (0x0a06, 7, &[1, 2, 3, 4, 5][..])
         );
         assert_eq!(all[0].errno(), None);
         assert_eq!(all[0].nfnetlink_attributes(), Some(&[5][..]));
