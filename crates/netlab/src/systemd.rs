@@ -308,36 +308,14 @@ fn debootstrap(dir: &Path, mirror: &str) -> std::result::Result<(), String> {
         .spawn()
         .map_err(|e| format!("cannot start debootstrap: {e}"))?;
     let tail = Arc::new(Mutex::new(VecDeque::new()));
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|stream| {
-        let tail = Arc::clone(&tail);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(io::Result::ok) {
-                // One line per package and step; the download and signature checks of each
-                // package are left out to keep it readable.
-                if !line.starts_with("I: Retrieving ") && !line.starts_with("I: Validating ") {
-                    progress(&format!("debootstrap: {line}"));
-                }
-                let mut tail = lock(&tail);
-                tail.push_back(line);
-                if tail.len() > 20 {
-                    tail.pop_front();
-                }
-            }
-        })
-    })
-    .collect();
+    let readers = keep_last_lines(&mut child, &tail, 20, |line| {
+        // One line per package and step; the download and signature checks of each package
+        // are left out to keep it readable.
+        if !line.starts_with("I: Retrieving ") && !line.starts_with("I: Validating ") {
+            progress(&format!("debootstrap: {line}"));
+        }
+        line.to_owned()
+    });
     let status = child
         .wait()
         .map_err(|e| format!("waiting for debootstrap: {e}"))?;
@@ -528,30 +506,7 @@ impl<'ns> Container<'ns> {
             command: "systemd-nspawn".to_owned(),
             source,
         })?;
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let console = Arc::clone(&container.console);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(io::Result::ok) {
-                    let mut console = lock(&console);
-                    console.push_back(strip_ansi(&line));
-                    if console.len() > CONSOLE_LINES {
-                        console.pop_front();
-                    }
-                }
-            });
-        }
+        keep_last_lines(&mut child, &container.console, CONSOLE_LINES, strip_ansi);
         let nspawn_pid = child.id();
         container.nspawn = Some(child);
 
@@ -920,6 +875,43 @@ fn strip_ansi(line: &str) -> String {
         }
     }
     out
+}
+
+/// Reads `child`'s stdout and stderr on threads of their own, line by line, and keeps the last
+/// `keep` lines (as `each` turns them) in `sink`. Returns the threads, which end with the
+/// streams.
+fn keep_last_lines(
+    child: &mut std::process::Child,
+    sink: &Arc<Mutex<VecDeque<String>>>,
+    keep: usize,
+    each: impl Fn(&str) -> String + Clone + Send + 'static,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let streams = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ];
+    streams
+        .into_iter()
+        .flatten()
+        .map(|stream| {
+            let (sink, each) = (Arc::clone(sink), each.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(io::Result::ok) {
+                    let mut kept = lock(&sink);
+                    kept.push_back(each(&line));
+                    if kept.len() > keep {
+                        kept.pop_front();
+                    }
+                }
+            })
+        })
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
