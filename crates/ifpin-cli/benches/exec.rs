@@ -22,8 +22,10 @@
 #[path = "../../ifpin/benches/stats/mod.rs"]
 mod stats;
 
+use stats::clients;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -71,15 +73,17 @@ fn main() {
     let args: Vec<String> = args.into_iter().filter(|a| a != "--bench").collect();
     match args.first().map(String::as_str) {
         Some("--serve") => serve(&args[1], &args[2], &args[3]),
-        Some("--stream") => stream(&args[1], args[2].parse().unwrap()),
-        Some("--connect") => connect(&args[1], args[2].parse().unwrap(), false),
-        Some("--connect-greet") => connect(&args[1], args[2].parse().unwrap(), true),
+        Some("--stream") => clients::stream(args[1].parse().unwrap(), args[2].parse().unwrap()),
+        Some("--connect") => {
+            clients::connect(args[1].parse().unwrap(), args[2].parse().unwrap(), false)
+        }
+        Some("--connect-greet") => {
+            clients::connect(args[1].parse().unwrap(), args[2].parse().unwrap(), true)
+        }
         _ => orchestrate(if bench { FULL } else { SMOKE }),
     }
 }
 
-/// The CPU the traffic clients run on (they pin themselves, confined or not).
-const CLIENT_CPU: usize = 0;
 /// The CPU of the server process and its threads.
 const SERVER_CPU: usize = 1;
 
@@ -119,40 +123,6 @@ fn listen(addr: &str) -> TcpListener {
     socket.bind(&addr.into()).expect("bind");
     socket.listen(65_535).unwrap();
     socket.into()
-}
-
-fn stream(addr: &str, secs: f64) {
-    stats::stay_on_cpu(CLIENT_CPU);
-    let addr: SocketAddr = addr.parse().unwrap();
-    let mut conn = TcpStream::connect(addr).expect("connect");
-    let chunk = vec![0x5au8; 128 * 1024];
-    let start = Instant::now();
-    let mut bytes = 0u64;
-    while start.elapsed().as_secs_f64() < secs {
-        conn.write_all(&chunk).expect("write");
-        bytes += chunk.len() as u64;
-    }
-    println!("{}", bytes as f64 / start.elapsed().as_secs_f64());
-}
-
-fn connect(addr: &str, secs: f64, greeted: bool) {
-    stats::stay_on_cpu(CLIENT_CPU);
-    let addr: SocketAddr = addr.parse().unwrap();
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed().as_secs_f64() < secs {
-        let mut conn = TcpStream::connect(addr).expect("connect");
-        if greeted {
-            conn.read_exact(&mut [0u8]).expect("greeting");
-        }
-        // RST on close: no TIME_WAIT, so the ephemeral ports never run out.
-        socket2::SockRef::from(&conn)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(conn);
-        n += 1;
-    }
-    println!("{}", n as f64 / start.elapsed().as_secs_f64());
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {

@@ -24,8 +24,10 @@
 #[path = "../../ifpin/benches/stats/mod.rs"]
 mod stats;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use stats::clients::{self, CLIENT_CPU};
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -70,7 +72,6 @@ const SMOKE: Plan = Plan {
     startup_samples: 1,
 };
 
-const CLIENT_CPU: usize = 0;
 const SERVER_CPU: usize = 1;
 
 fn main() {
@@ -79,8 +80,14 @@ fn main() {
     let args: Vec<String> = args.into_iter().filter(|a| a != "--bench").collect();
     match args.first().map(String::as_str) {
         Some("--serve") => serve(),
-        Some("--stream") => stream(args[1].parse().unwrap()),
-        Some("--connect") => connect(args[1].parse().unwrap()),
+        Some("--stream") => {
+            clients::stream(STREAM_SERVER.parse().unwrap(), args[1].parse().unwrap())
+        }
+        Some("--connect") => clients::connect(
+            CONNECT_SERVER.parse().unwrap(),
+            args[1].parse().unwrap(),
+            false,
+        ),
         Some("--udp") => udp(args[1].parse().unwrap()),
         Some("--flood") => flood(
             args[1].parse().unwrap(),
@@ -130,34 +137,6 @@ fn cpu_secs() -> f64 {
     let u = getrusage(UsageWho::RUSAGE_SELF).unwrap();
     let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 * 1e-6;
     t(u.user_time()) + t(u.system_time())
-}
-
-fn stream(secs: f64) {
-    stats::stay_on_cpu(CLIENT_CPU);
-    let mut conn = TcpStream::connect(STREAM_SERVER).expect("connect");
-    let chunk = vec![0x5au8; 128 * 1024];
-    let start = Instant::now();
-    let mut bytes = 0u64;
-    while start.elapsed().as_secs_f64() < secs {
-        conn.write_all(&chunk).expect("write");
-        bytes += chunk.len() as u64;
-    }
-    println!("{}", bytes as f64 / start.elapsed().as_secs_f64());
-}
-
-fn connect(secs: f64) {
-    stats::stay_on_cpu(CLIENT_CPU);
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed().as_secs_f64() < secs {
-        let conn = TcpStream::connect(CONNECT_SERVER).expect("connect");
-        socket2::SockRef::from(&conn)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(conn);
-        n += 1;
-    }
-    println!("{}", n as f64 / start.elapsed().as_secs_f64());
 }
 
 /// Small UDP datagrams as fast as one thread sends them: sends per second.

@@ -18,6 +18,8 @@
 
 #![allow(dead_code, reason = "each benchmark uses a part")]
 
+pub mod clients;
+
 use nix::sched::{CpuSet, sched_setaffinity};
 use nix::unistd::Pid;
 
